@@ -1,0 +1,59 @@
+"""The `growmerge` command. Thin: parse, call the library, print.
+
+Each concept registers its own commands (``<concept>/commands.py: register(app)``) so that the CLI
+has one entry point and the library code stays in its module. Heavy imports happen inside commands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from growmerge.errors import GrowmergeError
+
+app = typer.Typer(
+    name="growmerge",
+    help="Grow small language models (HyperCloning), adapt them to new languages, merge and evaluate them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_all() -> None:
+    from growmerge.data import commands as data_cmds
+    from growmerge.evaluate import commands as eval_cmds
+    from growmerge.grow import commands as grow_cmds
+    from growmerge.merge import commands as merge_cmds
+    from growmerge.study import commands as study_cmds
+    from growmerge.train import commands as train_cmds
+
+    for module in (grow_cmds, data_cmds, train_cmds, merge_cmds, eval_cmds, study_cmds):
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console entry point: a GrowmergeError is one line on stderr and exit code 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except GrowmergeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,7 @@
+"""CLI commands of `growmerge.study` (registered by `growmerge.cli`)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this concept's commands to the main app (none yet)."""
