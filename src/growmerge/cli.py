@@ -33,6 +33,14 @@ def _register_all() -> None:
         module.register(app)
 
 
+@app.command()
+def version() -> None:
+    """Print the growmerge version."""
+    from growmerge import __version__
+
+    print(__version__)
+
+
 _register_all()
 
 
