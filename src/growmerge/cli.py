@@ -45,23 +45,12 @@ _register_all()
 
 
 def main() -> None:
-    """Console entry point: a GrowmergeError is one line on stderr and exit code 2, never a traceback."""
+    """Console entry point: a GrowmergeError is one line on stderr and exit code 2, never a traceback.
+
+    Usage errors are click's own (also exit 2); anything else is a bug and keeps its traceback.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except GrowmergeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
