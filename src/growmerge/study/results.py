@@ -1,0 +1,261 @@
+"""The results store: one SQLite file per study (``runs/<study>/results.sqlite``).
+
+Every stage of the study writes what it produced here (models, checkpoints with their cumulative
+FLOPs, scores, merges, training curves); the compute-matched comparison and the report read only
+this file. WAL mode so a reader (``growmerge study results``) never blocks the running study, and
+every write is an upsert so a resumed stage can record its rows again without duplicates.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from growmerge.errors import GrowmergeError
+
+FILE_NAME = "results.sqlite"
+KINDS = ("seed", "base", "adapt", "clone", "merge", "reference")
+SCALES = ("1x", "1x_cloned", "2x")
+RUN_SETUPS = ("1x", "1x_cloned", "2x")
+MULTI_SETUPS = ("1x_multi", "1x_cloned_multi", "2x_multi")
+SETUPS = RUN_SETUPS + MULTI_SETUPS + ("base_1x", "base_2x", "seed", "smollm2")
+TASKS = ("ip", "la", "fk")
+ENGLISH = "en"
+FINAL_STEP = -1  # the step under which the final model's scores are stored
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY, kind TEXT NOT NULL, setup TEXT, scale TEXT, languages TEXT NOT NULL,
+    path TEXT, parent TEXT, tokens INTEGER, flops_cumulative REAL, params INTEGER);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    model TEXT NOT NULL, step INTEGER NOT NULL, tokens INTEGER, flops_cumulative REAL, path TEXT,
+    PRIMARY KEY (model, step));
+CREATE TABLE IF NOT EXISTS scores (
+    model TEXT NOT NULL, step INTEGER NOT NULL, lang TEXT NOT NULL, task TEXT NOT NULL,
+    dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER,
+    PRIMARY KEY (model, step, lang, task, dataset, metric));
+CREATE TABLE IF NOT EXISTS merges (
+    name TEXT PRIMARY KEY, method TEXT NOT NULL, scale TEXT NOT NULL, languages TEXT NOT NULL, path TEXT);
+CREATE TABLE IF NOT EXISTS train_log (
+    model TEXT NOT NULL, step INTEGER NOT NULL, tokens INTEGER, flops REAL, loss REAL, lr REAL,
+    PRIMARY KEY (model, step));
+"""
+TABLES = ("models", "checkpoints", "scores", "merges", "train_log")
+SCORE_KEYS = ("model", "step", "lang", "task", "dataset", "metric", "value", "n")
+LOG_KEYS = ("step", "tokens", "flops", "loss", "lr")
+
+
+def _choice(value: str | None, allowed: Iterable[str], what: str, optional: bool = True) -> str | None:
+    allowed = tuple(allowed)
+    if value is None and optional:
+        return None
+    if value not in allowed:
+        raise GrowmergeError(f"unknown {what} {value!r}: use one of {', '.join(allowed)}")
+    return value
+
+
+def _languages(languages: Iterable[str] | str | None) -> str:
+    if languages is None:
+        return "[]"
+    if isinstance(languages, str):
+        languages = [languages]
+    return json.dumps(list(languages))
+
+
+class Results:
+    """The study's results database. ``Results(run_dir)`` or ``Results(run_dir / "results.sqlite")``."""
+
+    def __init__(self, path: str | Path, must_exist: bool = False):
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILE_NAME
+        if must_exist and not path.is_file():
+            raise GrowmergeError(f"{path}: no results database (run the study first, or pass the run directory)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        try:
+            self.conn = sqlite3.connect(str(path), timeout=30.0)
+            self.conn.row_factory = sqlite3.Row
+            # WAL: the report or a `--sql` query can read while the study is writing.
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise GrowmergeError(f"{path}: not a usable results database ({exc})") from None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Results":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        with self.conn:  # one transaction: all rows or none
+            self.conn.executemany(sql, rows)
+
+    # -- writers ------------------------------------------------------------------------------
+    def add_model(self, name: str, kind: str, setup: str | None = None, scale: str | None = None,
+                  languages: Iterable[str] | str | None = None, path: str | Path | None = None,
+                  parent: str | None = None, tokens: int | None = None,
+                  flops_cumulative: float | None = None, params: int | None = None) -> None:
+        _choice(kind, KINDS, "model kind", optional=False)
+        _choice(setup, SETUPS, "setup")
+        _choice(scale, SCALES, "scale")
+        self._write(
+            "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(name, kind, setup, scale, _languages(languages), None if path is None else str(path), parent,
+              tokens, flops_cumulative, params)],
+        )
+
+    def add_checkpoint(self, model: str, step: int, tokens: int | None = None,
+                       flops_cumulative: float | None = None, path: str | Path | None = None) -> None:
+        self._write("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?)",
+                    [(model, int(step), tokens, flops_cumulative, None if path is None else str(path))])
+
+    def add_scores(self, rows: Iterable[dict]) -> int:
+        """Upsert score rows ``{model, step, lang, task, dataset, metric, value, n}``; returns the count."""
+        tuples = []
+        for row in rows:
+            missing = [k for k in SCORE_KEYS if k not in row]
+            if missing:
+                raise GrowmergeError(f"score row {row!r} lacks {', '.join(missing)}")
+            _choice(row["task"], TASKS, "task", optional=False)
+            tuples.append(tuple(row[k] for k in SCORE_KEYS))
+        self._write("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?)", tuples)
+        return len(tuples)
+
+    def add_merge(self, name: str, method: str, scale: str, languages: Iterable[str],
+                  path: str | Path | None = None, params: int | None = None) -> None:
+        """A merge is a row of `merges` and also a model (kind merge) so it can carry scores."""
+        _choice(scale, SCALES, "scale", optional=False)
+        langs = _languages(languages)
+        p = None if path is None else str(path)
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO merges VALUES (?,?,?,?,?)", (name, method, scale, langs, p))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (name, "merge", None, scale, langs, p, None, None, None, params),
+            )
+
+    def add_train_log(self, model: str, rows: Iterable[dict]) -> int:
+        """Training-curve points ``{step, tokens, flops, loss, lr}`` (missing keys stored as NULL)."""
+        tuples = [(model, int(r["step"]), *(r.get(k) for k in LOG_KEYS[1:])) for r in rows]
+        self._write("INSERT OR REPLACE INTO train_log VALUES (?,?,?,?,?,?)", tuples)
+        return len(tuples)
+
+    # -- readers ------------------------------------------------------------------------------
+    def has_scores(self, model: str, step: int, lang: str, task: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM scores WHERE model=? AND step=? AND lang=? AND task=? LIMIT 1",
+            (model, int(step), lang, task),
+        ).fetchone()
+        return row is not None
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict]:
+        """Rows of any SQL statement as dicts; a bad statement is one GrowmergeError line."""
+        try:
+            cur = self.conn.execute(sql, tuple(params))
+            return [dict(r) for r in cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise GrowmergeError(f"SQL error: {exc} (tables: {', '.join(TABLES)})") from None
+
+    def models(self, **where: Any) -> list[dict]:
+        """Model rows with ``languages`` decoded, filtered by equal columns (e.g. ``kind="adapt"``)."""
+        sql = "SELECT * FROM models"
+        if where:
+            sql += " WHERE " + " AND ".join(f"{k}=?" for k in where)
+        rows = self.query(sql + " ORDER BY name", where.values())
+        for r in rows:
+            r["languages"] = json.loads(r["languages"] or "[]")
+        return rows
+
+    def merges(self) -> list[dict]:
+        rows = self.query("SELECT * FROM merges ORDER BY name")
+        for r in rows:
+            r["languages"] = json.loads(r["languages"] or "[]")
+        return rows
+
+    def checkpoints(self, model: str) -> list[dict]:
+        return self.query("SELECT * FROM checkpoints WHERE model=? ORDER BY step", (model,))
+
+    def to_csv(self, table_or_sql: str, path: str | Path) -> Path:
+        """Write a table (by name) or the rows of a SELECT to CSV, atomically."""
+        sql = f"SELECT * FROM {table_or_sql}" if table_or_sql in TABLES else table_or_sql
+        if re.fullmatch(r"\w+", table_or_sql) and table_or_sql not in TABLES:
+            raise GrowmergeError(f"no table {table_or_sql!r}: use one of {', '.join(TABLES)} or a SELECT statement")
+        try:
+            cur = self.conn.execute(sql)
+        except sqlite3.Error as exc:
+            raise GrowmergeError(f"SQL error: {exc} (tables: {', '.join(TABLES)})") from None
+        path = Path(path)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([d[0] for d in cur.description or ()])
+            writer.writerows(cur)
+        os.replace(tmp, path)
+        return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Headline scores: one number (with its standard error) per model, step, language and task
+# ---------------------------------------------------------------------------------------------
+HEADLINE_METRIC = {"la": "accuracy", "fk": "accuracy", "ip": "ip"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A task score averaged over its datasets, with the standard error used to judge noise."""
+
+    value: float
+    se: float = 0.0
+    n: int = 0
+
+    def __sub__(self, other: "Cell") -> "Cell":
+        return Cell(self.value - other.value, math.hypot(self.se, other.se), min(self.n, other.n))
+
+
+def mean_cell(cells: Iterable[Cell]) -> Cell | None:
+    """Unweighted mean of independent cells; its SE is sqrt(sum se^2) / k."""
+    cells = list(cells)
+    if not cells:
+        return None
+    k = len(cells)
+    return Cell(sum(c.value for c in cells) / k, math.sqrt(sum(c.se**2 for c in cells)) / k,
+                sum(c.n for c in cells))
+
+
+def dataset_se(task: str, value: float, n: int | None, std: float | None) -> float:
+    """Binomial SE sqrt(p(1-p)/n) for accuracies; std/sqrt(n) for IP when its spread was recorded."""
+    if not n:
+        return 0.0
+    if HEADLINE_METRIC[task] == "accuracy":
+        p = min(max(value, 0.0), 1.0)
+        return math.sqrt(p * (1 - p) / n)
+    return (std or 0.0) / math.sqrt(n)
+
+
+def headline_cells(results: Results) -> dict[tuple[str, int, str, str], Cell]:
+    """{(model, step, lang, task): Cell} of every headline score (mean over the task's datasets)."""
+    rows = results.query("SELECT model, step, lang, task, dataset, metric, value, n FROM scores")
+    std = {(r["model"], r["step"], r["lang"], r["task"], r["dataset"]): r["value"]
+           for r in rows if r["metric"] == f"{r['task']}_std"}
+    per_dataset: dict[tuple, list[Cell]] = {}
+    for r in rows:
+        task = r["task"]
+        if task not in HEADLINE_METRIC or r["metric"] != HEADLINE_METRIC[task] or r["value"] is None:
+            continue
+        key = (r["model"], r["step"], r["lang"], task)
+        se = dataset_se(task, r["value"], r["n"], std.get(key + (r["dataset"],)))
+        per_dataset.setdefault(key, []).append(Cell(float(r["value"]), se, int(r["n"] or 0)))
+    return {key: mean_cell(cells) for key, cells in per_dataset.items()}
