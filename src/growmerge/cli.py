@@ -6,9 +6,15 @@ has one entry point and the library code stays in its module. Heavy imports happ
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
+
+# Library chatter (load warnings, per-file progress bars) would bury our own one-line messages.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from growmerge.errors import GrowmergeError
 
@@ -50,7 +56,14 @@ def main() -> None:
     Usage errors are click's own (also exit 2); anything else is a bug and keeps its traceback.
     """
     try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         app()
     except GrowmergeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

