@@ -1,0 +1,83 @@
+"""One entry point for 1 process and for torchrun: DDP by default, FSDP2 with ``fsdp``.
+
+Under torchrun (WORLD_SIZE > 1) the process group is gloo on CPU and NCCL on GPU. FSDP2 shards each
+decoder layer with ``fully_shard`` and puts the embeddings, final norm and lm_head in the root group,
+so the tied embedding/lm_head parameter stays one parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, x: float) -> float:
+        """Mean of a float over ranks."""
+        if self.world == 1:
+            return x
+        t = torch.tensor([x], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
+
+
+def setup() -> Dist:
+    """Join the torchrun process group if there is one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    use_cuda = torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank()
+    device = torch.device("cpu")
+    if use_cuda:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return Dist(rank, world, device)
+
+
+def wrap(model, d: Dist, fsdp: bool):
+    """Return the module the loop calls (DDP/FSDP2-wrapped when distributed)."""
+    if d.world == 1:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model.model.layers:
+            fully_shard(layer)
+        fully_shard(model)
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[d.device] if d.device.type == "cuda" else None)
+
+
+def unwrapped(module):
+    return getattr(module, "module", module)
+
+
+def grad_sync(module, enabled: bool):
+    """Skip the gradient all-reduce on all but the last micro-batch of an accumulation."""
+    if hasattr(module, "no_sync"):  # DDP
+        return contextlib.nullcontext() if enabled else module.no_sync()
+    if hasattr(module, "set_requires_gradient_sync"):  # FSDP2
+        module.set_requires_gradient_sync(enabled)
+    return contextlib.nullcontext()
