@@ -1,7 +1,36 @@
 """CLI commands of `growmerge.data` (registered by `growmerge.cli`)."""
 
+from pathlib import Path
+
 import typer
+
+data_app = typer.Typer(help="Prepare corpora, tokenizer and packed shards.", no_args_is_help=True)
+
+
+@data_app.command("prepare")
+def prepare(config: Path = typer.Argument(..., help="study YAML (only its `data:` section is read)"),
+            run_dir: Path = typer.Option(Path("runs/demo"), "--run-dir", help="where data/ and tokenizer/ go")):
+    """Build text splits, evaluation sets, tokenizer, packed shards and the data card."""
+    import time
+
+    from growmerge.data.card import render_card
+    from growmerge.data.prepare import prepare_data
+    from growmerge.data.spec import load_data_spec
+
+    spec = load_data_spec(config)
+    t = time.time()
+    manifest = prepare_data(spec, run_dir, log=lambda msg: typer.echo(msg, err=True))
+    typer.echo(render_card(manifest))
+    typer.echo(f"prepared {run_dir / 'data'} in {time.time() - t:.1f} s", err=True)
+
+
+@data_app.command("card")
+def card(run_dir: Path = typer.Argument(..., help="a run directory with data/manifest.json")):
+    """Print the data card of a prepared run directory."""
+    from growmerge.data.card import read_manifest, render_card
+
+    typer.echo(render_card(read_manifest(run_dir)))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this concept's commands to the main app (none yet)."""
+    app.add_typer(data_app, name="data")

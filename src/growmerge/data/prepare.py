@@ -1,0 +1,154 @@
+"""`prepare_data`: sources -> deduplicated train/eval text -> tokenizer -> packed shards -> manifest.
+
+Layout under ``run_dir``::
+
+    tokenizer/                                HF tokenizer directory (BOS and EOS set)
+    data/text/<stream>.{train,eval}.jsonl     the text that was packed (inspectable)
+    data/<stream>/{train,eval}.bin + .meta.json   packed shards (growmerge.data.shards)
+    data/eval/parallel/<lang>.jsonl           {id, en, tgt, lang} from evaluation groups only
+    data/eval/sentences/<lang>.txt            held-out single sentences, one per line
+    data/manifest.json, data/card.md
+
+Each stage is skipped when its output exists and was built from the same inputs (a stamp holds the
+fingerprint), so a second run costs almost nothing and an interrupted one resumes at its stage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from growmerge.artifacts import atomic_dir, write_json_atomic
+from growmerge.data.card import render_card
+from growmerge.data.packing import Packer
+from growmerge.data.sources import EXTRACTOR_VERSION
+from growmerge.data.spec import DataSpec
+from growmerge.data.splits import SplitState, split_stream, stream_order
+from growmerge.data.tokenizer import balanced_sample, load_pretrained, tokenizer_hash, train_bpe
+
+STAMP = "growmerge-data.json"
+SPLIT_FIELDS = ("languages", "streams", "eval_fraction", "seed")
+
+
+def read_stamp(d: Path) -> dict:
+    f = d / STAMP
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
+    """Text splits and evaluation sets (stage 1)."""
+    fingerprint = EXTRACTOR_VERSION + spec.fingerprint(*SPLIT_FIELDS)
+    text_dir, eval_dir = data_dir / "text", data_dir / "eval"
+    stamp = read_stamp(text_dir)
+    if stamp.get("fingerprint") == fingerprint and eval_dir.is_dir():
+        return stamp
+    state, stats = SplitState(), {}
+    with atomic_dir(text_dir, force=True) as tmp:
+        for name in stream_order(spec):
+            t = time.time()
+            stats.update(split_stream(name, spec.streams[name], spec, tmp, state))
+            log(f"split {name}: {time.time() - t:.1f} s")
+        with atomic_dir(eval_dir, force=True) as etmp:
+            write_eval_sets(etmp, state)
+        stamp = {"fingerprint": fingerprint, "streams": stats,
+                 "eval": {"pairs": {k: len(v) for k, v in state.pairs.items() if v},
+                          "sentences": {k: len(v) for k, v in state.sentences.items() if v}}}
+        write_json_atomic(tmp / STAMP, stamp)
+    return stamp
+
+
+def write_eval_sets(eval_dir: Path, state: SplitState) -> None:
+    (eval_dir / "parallel").mkdir()
+    (eval_dir / "sentences").mkdir()
+    for lang, pairs in state.pairs.items():
+        if pairs:
+            with open(eval_dir / "parallel" / f"{lang}.jsonl", "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
+    for lang, sents in state.sentences.items():
+        if sents:
+            (eval_dir / "sentences" / f"{lang}.txt").write_text("\n".join(sents) + "\n", encoding="utf-8")
+
+
+def build_tokenizer(spec: DataSpec, run_dir: Path, split_stamp: dict) -> Path:
+    """Stage 2: train (or load) the tokenizer; retrained only if the text or its settings change."""
+    tok_dir = run_dir / "tokenizer"
+    fingerprint = split_stamp["fingerprint"] + spec.fingerprint("tokenizer")
+    if read_stamp(tok_dir).get("fingerprint") == fingerprint:
+        return tok_dir
+    if spec.tokenizer.pretrained:
+        tok = load_pretrained(spec.tokenizer.pretrained, spec.tokenizer.vocab_size)
+    else:
+        files: dict[str, list[Path]] = {}
+        for stream, lang in spec.output_streams().items():
+            files.setdefault(lang, []).append(run_dir / "data" / "text" / f"{stream}.train.jsonl")
+        tok = train_bpe(balanced_sample(files, spec.tokenizer.sample_chars), spec.tokenizer.vocab_size)
+    with atomic_dir(tok_dir, force=True) as tmp:
+        tok.save_pretrained(tmp)
+        write_json_atomic(tmp / STAMP, {"fingerprint": fingerprint})
+    return tok_dir
+
+
+def pack_all(spec: DataSpec, run_dir: Path, tok_dir: Path, split_stamp: dict, log) -> dict:
+    """Stage 3: one shard per (stream, split); complete shards with the same inputs are kept."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    thash = tokenizer_hash(tok_dir)
+    data_dir, metas = run_dir / "data", {}
+    with Packer(tok_dir / "tokenizer.json", spec.workers) as packer:
+        for stream in spec.output_streams():
+            (data_dir / stream).mkdir(parents=True, exist_ok=True)
+            for split in ("train", "eval"):
+                t = time.time()
+                metas[f"{stream}/{split}"] = packer.pack(
+                    data_dir / "text" / f"{stream}.{split}.jsonl", data_dir / stream / f"{split}.bin",
+                    seq_len=spec.seq_len, eos_id=tok.eos_token_id, vocab_size=len(tok), tokenizer_hash=thash,
+                    input_hash=f"{split_stamp['fingerprint']}/{stream}/{split}")
+                log(f"pack {stream}/{split}: {metas[f'{stream}/{split}']['tokens']:,} tokens, {time.time() - t:.1f} s")
+    return metas
+
+
+def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
+    """Build everything the later stages read; return the manifest (also at data/manifest.json)."""
+    run_dir = Path(run_dir)
+    data_dir = run_dir / "data"
+    manifest_file = data_dir / "manifest.json"
+    fingerprint = EXTRACTOR_VERSION + spec.fingerprint()
+    if manifest_file.is_file():
+        manifest = json.loads(manifest_file.read_text())
+        if manifest.get("fingerprint") == fingerprint and all_shards_complete(run_dir, manifest):
+            return manifest
+    data_dir.mkdir(parents=True, exist_ok=True)
+    split_stamp = build_splits(spec, data_dir, log)
+    tok_dir = build_tokenizer(spec, run_dir, split_stamp)
+    metas = pack_all(spec, run_dir, tok_dir, split_stamp, log)
+    manifest = make_manifest(spec, split_stamp, metas, tok_dir, fingerprint)
+    (data_dir / "card.md").write_text(render_card(manifest), encoding="utf-8")
+    write_json_atomic(manifest_file, manifest)  # last: its presence means "prepared"
+    return manifest
+
+
+def make_manifest(spec: DataSpec, split_stamp: dict, metas: dict, tok_dir: Path, fingerprint: str) -> dict:
+    streams = {}
+    for stream, lang in spec.output_streams().items():
+        streams[stream] = {"lang": lang, **{
+            split: {"documents": metas[f"{stream}/{split}"]["documents"],
+                    "characters": metas[f"{stream}/{split}"]["characters"],
+                    "tokens": metas[f"{stream}/{split}"]["tokens"],
+                    "sequences": metas[f"{stream}/{split}"]["sequences"],
+                    "shard": f"data/{stream}/{split}.bin"} for split in ("train", "eval")}}
+    return {"fingerprint": fingerprint, "seq_len": spec.seq_len, "tokenizer": "tokenizer",
+            "tokenizer_hash": tokenizer_hash(tok_dir), "vocab_size": metas[next(iter(metas))]["vocab_size"],
+            "languages": spec.languages, "streams": streams, "eval": split_stamp["eval"]}
+
+
+def all_shards_complete(run_dir: Path, manifest: dict) -> bool:
+    from growmerge.data.shards import meta_path
+
+    for stream in manifest.get("streams", {}).values():
+        for split in ("train", "eval"):
+            mp = meta_path(run_dir / stream[split]["shard"])
+            if not mp.is_file() or not json.loads(mp.read_text()).get("complete"):
+                return False
+    return True

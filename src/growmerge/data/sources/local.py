@@ -1,0 +1,70 @@
+"""User data: local files and Hugging Face datasets (streamed; the path real studies take)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from growmerge.errors import GrowmergeError
+
+
+def records_to_docs(rows: Iterable[dict], spec, lang: str, origin: str) -> Iterator[dict]:
+    for i, row in enumerate(rows):
+        if spec.text_field not in row:
+            raise GrowmergeError(f"{origin}: row {i} has no field {spec.text_field!r} "
+                                 f"(fields: {', '.join(row)}); set text_field")
+        text = row[spec.text_field]
+        if not isinstance(text, str) or not text.strip():
+            continue
+        doc_id = str(row.get(getattr(spec, "id_field", None) or "", f"{origin}:{i}"))
+        group = str(row[spec.group_field]) if spec.group_field else doc_id
+        yield {"id": doc_id, "group": group, "lang": lang, "text": text, "source": origin}
+
+
+def read_rows(path: Path) -> Iterator[dict]:
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise GrowmergeError(f"{path} line {n}: not JSON ({exc.msg})") from None
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+    else:
+        yield {"text": path.read_text(encoding="utf-8", errors="replace")}
+
+
+def files(spec, lang: str) -> Iterator[dict]:
+    for base in spec.paths:
+        base = Path(base).expanduser()
+        if not base.exists():
+            raise GrowmergeError(f"files source: {base} does not exist")
+        paths = sorted(p for p in base.rglob("*") if p.suffix in (".txt", ".jsonl", ".parquet")) \
+            if base.is_dir() else [base]
+        if base.is_file() and base.suffix not in (".txt", ".jsonl", ".parquet"):
+            raise GrowmergeError(f"files source: {base} is not .txt, .jsonl or .parquet")
+        for path in paths:
+            origin = str(path) if path.suffix != ".txt" else str(path)
+            rows = read_rows(path)
+            if path.suffix == ".txt":
+                yield from ({**d, "id": str(path), "group": str(path)} for d in records_to_docs(rows, spec, lang, origin))
+            else:
+                yield from records_to_docs(rows, spec, lang, origin)
+
+
+def hf_dataset(spec, lang: str) -> Iterator[dict]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(spec.path, spec.name, data_files=spec.data_files, split=spec.split,
+                                   streaming=spec.streaming)
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+        raise GrowmergeError(f"hf_dataset {spec.path}: cannot load ({str(exc).splitlines()[0]})") from None
+    rows = ds if spec.max_docs is None else (r for r, _ in zip(ds, range(spec.max_docs)))
+    yield from records_to_docs(rows, spec, lang, spec.path)

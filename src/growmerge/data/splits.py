@@ -1,0 +1,160 @@
+"""Deduplicate, split by group into train/eval, keep evaluation text out of training, cap.
+
+Per stream, evaluation documents are read first (pass 1): their paragraphs, and for English also the
+English side of every evaluation pair of every language, become a blocked set; training documents
+(pass 2) lose every paragraph in it, so the same sentence appearing on a training page, in the Python
+docs or in a man page is not trained on either. Paragraphs repeat a lot in help text: within a split
+each normalised paragraph is kept once (code is deduplicated by whole file instead).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from growmerge.data.sources import documents
+from growmerge.data.spec import CODE, ENGLISH, DataSpec, StreamSpec
+from growmerge.data.text import normalise, paragraphs, sentences, text_key, unit_hash
+from growmerge.errors import GrowmergeError
+
+
+@dataclass
+class SplitState:
+    """What crosses streams: English text of evaluation pairs must be blocked from English training."""
+
+    blocked_en: set[int] = field(default_factory=set)
+    pairs: dict[str, list[dict]] = field(default_factory=dict)
+    sentences: dict[str, list[str]] = field(default_factory=dict)
+
+
+def interleave(spec: StreamSpec, lang: str) -> Iterator[dict]:
+    """Round-robin over the stream's sources, so a character cap takes some of each."""
+    its = [documents(s, lang) for s in spec.sources]
+    while its:
+        for it in list(its):
+            doc = next(it, None)
+            if doc is None:
+                its.remove(it)
+            else:
+                yield doc
+
+
+def clean_text(doc: dict, lang: str, blocked: set[int], seen: set[int]) -> str:
+    """The document without blocked or already-seen paragraphs ('' if nothing is left)."""
+    if lang == CODE:
+        key = text_key(doc["text"])
+        if key in seen:
+            return ""
+        seen.add(key)
+        return doc["text"]
+    keep = []
+    for par in paragraphs(doc["text"]):
+        key = text_key(par)
+        if key not in blocked and key not in seen:
+            seen.add(key)
+            keep.append(par.strip())
+    return "\n\n".join(keep)
+
+
+class Writers:
+    """One JSONL writer per (part, split), counting documents and characters."""
+
+    def __init__(self, out_dir: Path, parts: list[str], split: str):
+        self.files = {p: open(out_dir / f"{p}.{split}.jsonl", "w", encoding="utf-8") for p in parts}
+        self.stats = {p: {"documents": 0, "characters": 0} for p in parts}
+
+    def write(self, part: str, doc: dict, text: str) -> None:
+        self.files[part].write(json.dumps({"id": doc["id"], "group": doc["group"], "text": text},
+                                          ensure_ascii=False) + "\n")
+        self.stats[part]["documents"] += 1
+        self.stats[part]["characters"] += len(text)
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, state: SplitState) -> dict:
+    """Write `<part>.{train,eval}.jsonl` for one stream; return {part: {split: {documents, characters}}}."""
+    lang = stream.lang
+    frac = stream.eval_fraction or spec.eval_fraction
+    parts = stream.split or {name: 1.0}
+
+    def part_of(group: str) -> str:
+        u, acc = unit_hash(spec.seed, "part", group), 0.0
+        for part, share in parts.items():
+            acc += share
+            if u < acc:
+                return part
+        return part
+
+    def is_eval(doc: dict) -> bool:
+        return unit_hash(spec.seed, "eval", doc["group"]) < frac
+
+    # Evaluation is capped per part in proportion to the training cap (each part gets its share).
+    eval_cap = {p: (stream.max_chars * frac / (1 - frac) * share if stream.max_chars else float("inf"))
+                for p, share in parts.items()}
+    blocked = state.blocked_en if lang == ENGLISH else set()
+    eval_seen: set[int] = set()
+    writers = Writers(out_dir, list(parts), "eval")
+    pairs, sents = [], []
+    for doc in interleave(stream, lang):
+        part = part_of(doc["group"])
+        if not is_eval(doc) or writers.stats[part]["characters"] >= eval_cap[part]:
+            if all(writers.stats[p]["characters"] >= eval_cap[p] for p in parts):
+                break
+            continue
+        text = clean_text(doc, lang, blocked, eval_seen)
+        if not text:
+            continue
+        writers.write(part, doc, text)
+        pairs += [{"id": pid, "en": en, "tgt": tgt, "lang": lang} for pid, en, tgt in doc.get("pairs", [])]
+        if lang != CODE:
+            sents += sentences(text)
+    if lang == ENGLISH:  # the English side of evaluation pairs is held out as well
+        sents += [s for ps in state.pairs.values() for p in ps for s in sentences(p["en"])]
+    writers.close()
+    eval_stats = writers.stats
+
+    train_blocked = blocked | eval_seen  # never train on a paragraph that is evaluated
+    train_seen: set[int] = set()
+    writers = Writers(out_dir, list(parts), "train")
+    train_chars = 0
+    for doc in interleave(stream, lang):
+        if is_eval(doc):
+            continue
+        if stream.max_chars is not None and train_chars >= stream.max_chars:
+            break
+        text = clean_text(doc, lang, train_blocked, train_seen)
+        if text:
+            writers.write(part_of(doc["group"]), doc, text)
+            train_chars += len(text)
+    writers.close()
+
+    for part in parts:
+        for split, stats in (("train", writers.stats[part]), ("eval", eval_stats[part])):
+            if stats["documents"] == 0:
+                raise GrowmergeError(f"stream {part}: no {split} documents after deduplication and "
+                                     f"filtering (add data to its sources, or raise eval_fraction/max_chars)")
+    state.pairs[lang] = dedup_pairs(pairs)
+    state.sentences[lang] = list(dict.fromkeys(sents))
+    state.blocked_en.update(text_key(p["en"]) for p in state.pairs[lang])
+    return {part: {"train": writers.stats[part], "eval": eval_stats[part]} for part in parts}
+
+
+def dedup_pairs(pairs: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for p in pairs:
+        key = (normalise(p["en"]), normalise(p["tgt"]))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def stream_order(spec: DataSpec) -> list[str]:
+    """Targets first (their evaluation pairs block English), then English, then code."""
+    rank = {lang: 0 for lang in spec.languages} | {ENGLISH: 1, CODE: 2}
+    return sorted(spec.streams, key=lambda n: (rank.get(spec.streams[n].lang, 0), n))
