@@ -1,0 +1,43 @@
+"""The study report: figures answering the paper's two research questions and the findings table.
+
+``build_report(run_dir)`` writes ``run_dir/report/{index.html, summary.md, *.png}`` atomically;
+``findings(results)`` returns the findings table alone (the demo prints it in the terminal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from growmerge.report.findings import findings
+from growmerge.study.results import Results
+
+__all__ = ["build_report", "findings"]
+
+
+def build_report(run_dir: str | Path, results: Results | None = None) -> Path:
+    """Write the report of a study run; returns the path of ``index.html``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server; must precede any figure
+    from growmerge.artifacts import atomic_dir
+    from growmerge.report.figures import all_figures
+    from growmerge.report.html import render_html, render_markdown
+    from growmerge.report.view import StudyView
+
+    run_dir = Path(run_dir)
+    own = results is None
+    results = Results(run_dir, must_exist=True) if own else results
+    try:
+        view = StudyView(results)
+        found = findings(view)
+        title = f"growmerge study report: {run_dir.resolve().name}"
+        with atomic_dir(run_dir / "report", force=True) as tmp:
+            figures = all_figures(view, run_dir, tmp)
+            n_merges = sum(m["kind"] == "merge" for m in view.models.values())
+            (tmp / "index.html").write_text(render_html(title, found, figures, view.models, n_merges, tmp),
+                                            encoding="utf-8")
+            (tmp / "summary.md").write_text(render_markdown(title, found, figures), encoding="utf-8")
+    finally:
+        if own:
+            results.close()
+    return run_dir / "report" / "index.html"

@@ -74,7 +74,7 @@ class Results:
 
     def __init__(self, path: str | Path, must_exist: bool = False):
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() or (not path.exists() and not path.suffix):  # a run directory, maybe not made yet
             path = path / FILE_NAME
         if must_exist and not path.is_file():
             raise GrowmergeError(f"{path}: no results database (run the study first, or pass the run directory)")

@@ -1,0 +1,261 @@
+"""The report's figures (matplotlib, Agg, small and fast). Each function returns a ``Figure`` entry:
+the PNG files it wrote, or a visible note saying which data was missing — never an exception."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from growmerge.report.view import SETUP_ORDER, StudyView
+from growmerge.study.results import ENGLISH, SCALES
+
+TASK_LABEL = {"la": "LA (accuracy)", "ip": "IP", "fk": "FK (accuracy)"}
+DPI = 100
+
+
+@dataclass
+class Figure:
+    key: str
+    title: str
+    caption: str
+    files: list[str] = field(default_factory=list)
+    note: str | None = None
+    table: dict | None = None  # {"columns": [...], "rows": [[...]]} shown under the figure
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.figure import Figure as MplFigure  # no pyplot: no global state, Agg canvas
+
+    return MplFigure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def save(fig, out_dir: Path, name: str) -> str:
+    fig.savefig(out_dir / name, dpi=DPI)
+    return name
+
+
+def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]]) -> None:
+    """Bars per group, one colour per series; missing values leave a gap."""
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for i, (label, values) in enumerate(series.items()):
+        vals = [np.nan if v is None else v for v in values]
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label)
+    ax.set_xticks(x, groups)
+
+
+# ---------------------------------------------------------------------------------------------
+def fig_setups(view: StudyView, out_dir: Path) -> Figure:
+    f = Figure("fig2", "Scaling setups per language and benchmark (Fig. 2 analog)",
+               "Final scores of 1×, 1× cloned, 2× and the multilingual runs, the English bases and the "
+               "off-the-shelf SmolLM2 reference. Group 'en': each per-language setup's English score "
+               "averaged over its runs (forgetting); the bases are shown there too.")
+    langs = view.languages + [ENGLISH]
+    panels = []
+    for task in view.tasks:
+        series = {}
+        for setup in SETUP_ORDER:
+            values = []
+            for lang in langs:
+                if lang == ENGLISH and setup in ("1x", "1x_cloned", "2x"):
+                    cs = [c for r in view.languages if (c := view.setup_cell(setup, ENGLISH, task, run_lang=r))]
+                    values.append(float(np.mean([c.value for c in cs])) if cs else None)
+                else:
+                    c = view.setup_cell(setup, lang, task)
+                    values.append(c.value if c else None)
+            if any(v is not None for v in values):
+                series[setup] = values
+        if series:
+            panels.append((task, series))
+    if not panels:
+        f.note = "no data: no final scores of the scaling setups in the results"
+        return f
+    fig = new_figure(1.2 + 0.9 * len(langs), 2.4 * len(panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (task, series) in zip(axes, panels):
+        grouped_bars(ax, langs, series)
+        ax.set_ylabel(TASK_LABEL[task])
+    axes[0].legend(fontsize=6, ncol=5, loc="lower left", bbox_to_anchor=(0, 1.02))
+    f.files.append(save(fig, out_dir, "fig2_setups.png"))
+    return f
+
+
+def fig_compute_matched(view: StudyView, out_dir: Path) -> Figure:
+    pairs, excluded = view.matched
+    f = Figure("fig3", "Compute-matched differences (Fig. 3 analog)",
+               "Score of the costlier setup at the checkpoint closest in cumulative FLOPs minus the cheaper "
+               "setup's final score, per benchmark; 'en' collects every run's English score (forgetting: "
+               "above 0 means the costlier setup forgot less).")
+    f.table = {"columns": ["language", "cheaper (final)", "costlier (matched step)", "FLOP gap %", "note"],
+               "rows": [[p.lang, f"{p.cheaper_setup} ({p.cheaper_flops:.3g})",
+                         f"{p.costlier_setup} step {p.costlier_step} ({p.costlier_flops:.3g})",
+                         f"{p.gap_pct:+.2f}", ""] for p in pairs]
+               + [[e.lang, e.setup_a, e.setup_b, "", "excluded: " + e.reason] for e in excluded]}
+    rows = view.differences
+    if not rows:
+        f.note = ("no data: no compute-matched pairs with scores at both checkpoints"
+                  + (f" ({len(pairs)} pairs, {len(excluded)} excluded)" if pairs or excluded else ""))
+        return f
+    labels = sorted({r["pair"] for r in rows})
+    langs = sorted({r["lang"] for r in rows} - {ENGLISH}) + [ENGLISH]
+    markers = {"la": "o", "ip": "s", "fk": "^"}
+    fig = new_figure(1.5 + 3.0 * len(labels), 2.8)
+    axes = fig.subplots(1, len(labels), squeeze=False, sharey=True)[0]
+    rng = np.random.default_rng(0)  # jitter only, for readability
+    for ax, label in zip(axes, labels):
+        for task, marker in markers.items():
+            pts = [(langs.index(r["lang"]), r["diff"]) for r in rows if r["pair"] == label and r["task"] == task]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.scatter(np.array(xs) + rng.uniform(-0.15, 0.15, len(xs)), ys, marker=marker, s=14,
+                           label=TASK_LABEL[task])
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(range(len(langs)), langs)
+        ax.set_title(label, fontsize=9)
+    axes[0].set_ylabel("costlier − cheaper")
+    axes[0].legend(fontsize=6)
+    f.files.append(save(fig, out_dir, "fig3_compute_matched.png"))
+    return f
+
+
+def fig_pairwise(view: StudyView, out_dir: Path) -> Figure:
+    rows = [r for r in view.merge_rows if r["k"] == 2]
+    methods = sorted({r["method"] for r in rows})
+    method = "linear" if "linear" in methods else (methods[0] if methods else None)
+    f = Figure("fig4", "Pairwise merges (Fig. 4 analog)",
+               f"Method {method}: cell (row, column) = score on the row's language of the merge of the row's "
+               "and the column's language; the diagonal is the unmerged model of the same scale.")
+    langs = view.languages
+    scales = [s for s in SCALES if any(r["scale"] == s and r["method"] == method for r in rows)]
+    if not scales or not langs:
+        f.note = "no data: no scored two-language merges"
+        return f
+    for scale in scales:
+        tasks = [t for t in view.tasks if any(r["task"] == t and r["scale"] == scale for r in rows)]
+        fig = new_figure(0.6 + 2.6 * len(tasks), 2.6)
+        axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+        for ax, task in zip(axes, tasks):
+            grid = np.full((len(langs), len(langs)), np.nan)
+            for i, lang in enumerate(langs):
+                c = view.setup_cell(scale, lang, task)
+                grid[i, i] = c.value if c else np.nan
+            for r in rows:
+                if r["scale"] == scale and r["task"] == task and r["method"] == method:
+                    other = next(x for x in r["languages"] if x != r["lang"])
+                    if r["lang"] in langs and other in langs:
+                        grid[langs.index(r["lang"]), langs.index(other)] = r["cell"].value
+            im = ax.imshow(grid, cmap="viridis")
+            for (i, j), v in np.ndenumerate(grid):
+                if not np.isnan(v):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w")
+            ax.set_xticks(range(len(langs)), langs)
+            ax.set_yticks(range(len(langs)), langs)
+            ax.set_title(f"{TASK_LABEL[task]} · {scale}", fontsize=8)
+            fig.colorbar(im, ax=ax, shrink=0.7)
+        f.files.append(save(fig, out_dir, f"fig4_pairwise_{scale}.png"))
+    return f
+
+
+def fig_methods(view: StudyView, out_dir: Path) -> Figure:
+    rows = view.merge_rows
+    f = Figure("fig5", "Merge methods, scales and number of languages (Fig. 5 analog)",
+               "Left: mean score of every merge (over its languages) per method and scale. Right: mean score "
+               "by number of merged languages, per method (all scales).")
+    if not rows:
+        f.note = "no data: no scored merges"
+        return f
+    tasks = [t for t in view.tasks if any(r["task"] == t for r in rows)]
+    methods = sorted({r["method"] for r in rows})
+    scales = [s for s in SCALES if any(r["scale"] == s for r in rows)]
+    ks = sorted({r["k"] for r in rows})
+
+    def mean(sel):
+        vals = [r["cell"].value for r in sel]
+        return float(np.mean(vals)) if vals else None
+
+    fig = new_figure(1.0 + 2.4 * len(tasks), 4.6)
+    axes = fig.subplots(2, len(tasks), squeeze=False)
+    for col, task in enumerate(tasks):
+        sel = [r for r in rows if r["task"] == task]
+        grouped_bars(axes[0, col], methods, {s: [mean([r for r in sel if r["method"] == m and r["scale"] == s])
+                                                 for m in methods] for s in scales})
+        axes[0, col].tick_params(axis="x", labelsize=6, rotation=30)
+        axes[0, col].set_title(TASK_LABEL[task], fontsize=8)
+        for m in methods:
+            ys = [mean([r for r in sel if r["method"] == m and r["k"] == k]) for k in ks]
+            axes[1, col].plot(ks, [np.nan if y is None else y for y in ys], marker="o", label=m)
+        axes[1, col].set_xticks(ks)
+        axes[1, col].set_xlabel("merged languages")
+    axes[0, 0].legend(fontsize=6, title="scale", title_fontsize=6)
+    axes[1, 0].legend(fontsize=6)
+    f.files.append(save(fig, out_dir, "fig5_methods.png"))
+    return f
+
+
+def fig_training(view: StudyView, out_dir: Path) -> Figure:
+    rows = view.results.query("SELECT model, step, tokens, flops, loss FROM train_log ORDER BY model, step")
+    f = Figure("curves", "Training curves", "Training loss against tokens seen and against cumulative FLOPs.")
+    curves: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["loss"] is not None:
+            curves.setdefault(r["model"], []).append(r)
+    if not curves:
+        f.note = "no data: no training log in the results"
+        return f
+    fig = new_figure(9, 3.4)
+    axes = fig.subplots(1, 2)
+    for model, pts in curves.items():
+        for ax, key in zip(axes, ("tokens", "flops")):
+            xs = [p[key] for p in pts if p[key] is not None]
+            if len(xs) == len(pts):
+                ax.plot(xs, [p["loss"] for p in pts], lw=0.8, label=model)
+    for ax, key in zip(axes, ("tokens", "cumulative FLOPs")):
+        ax.set_xlabel(key)
+        ax.set_ylabel("loss")
+    axes[1].legend(fontsize=5, ncol=2 if len(curves) > 12 else 1, loc="upper left", bbox_to_anchor=(1.01, 1))
+    f.files.append(save(fig, out_dir, "training_curves.png"))
+    return f
+
+
+def fig_vectors(run_dir: Path, out_dir: Path) -> list[Figure]:
+    """Language-vector cosines written by the merge stage (``analysis/vectors_<scale>.{png,json}``)."""
+    out = []
+    for scale in SCALES:
+        png = run_dir / "analysis" / f"vectors_{scale}.png"
+        data = run_dir / "analysis" / f"vectors_{scale}.json"
+        if not png.is_file() and not data.is_file():
+            continue
+        f = Figure(f"vectors_{scale}", f"Language vectors at scale {scale}",
+                   "Cosine similarity of language vectors (fine-tuned minus the English base of the same scale).")
+        if png.is_file():
+            shutil.copyfile(png, out_dir / png.name)
+            f.files.append(png.name)
+        if data.is_file():
+            try:
+                v = json.loads(data.read_text(encoding="utf-8"))
+                langs, cos, norms = v["languages"], v["cosine"], v.get("norms", {})
+                f.table = {"columns": ["", *langs, "norm"],
+                           "rows": [[a, *(f"{x:.3f}" for x in cos[i]), f"{norms[a]:.4g}" if a in norms else ""]
+                                    for i, a in enumerate(langs)]}
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                f.note = f"{data.name} is not in the expected format ({type(exc).__name__}: {exc})"
+        out.append(f)
+    if not out:
+        out.append(Figure("vectors", "Language vectors", "", note="no data: no analysis/vectors_<scale>.png or .json"))
+    return out
+
+
+def all_figures(view: StudyView, run_dir: Path, out_dir: Path) -> list[Figure]:
+    """Every figure; one that fails on unexpected data becomes a visible note, not a missing report."""
+    makers = [fig_setups, fig_compute_matched, fig_pairwise, fig_methods, fig_training]
+    figs = []
+    for make in makers:
+        try:
+            figs.append(make(view, out_dir))
+        except Exception as exc:  # a figure must never take the whole report down
+            figs.append(Figure(make.__name__, make.__name__, "", note=f"figure failed: {type(exc).__name__}: {exc}"))
+    return figs + fig_vectors(run_dir, out_dir)

@@ -1,0 +1,264 @@
+"""The paper's nine findings, each checked against this run's results by one small function.
+
+Every finding is a list of *claims* (a > b, a not worse than b, a ≈ b) over headline scores (LA and
+FK accuracy, IP; means over datasets and, where stated, over languages, with the two sides paired
+on the same cells). Noise rule: a difference counts only if |Δ| > max(0.002, 2·SE(Δ)), with SE from
+the binomial √(p(1−p)/n) for accuracies and ip_std/√n for IP (0 when n is unknown). Status:
+✗ if any claim is contradicted beyond noise, ✓ if every claim holds, otherwise inconclusive
+(data missing, or a difference within noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from growmerge.report.view import REFERENCE, StudyView
+from growmerge.study.results import ENGLISH, Cell, Results, mean_cell
+
+HOLDS, FAILS, INCONCLUSIVE = "✓", "✗", "inconclusive"
+FLOOR = 0.002
+CLOSE = 0.02  # "within ~2 points"
+CHANCE = 0.5
+TASK_NAMES = {"la": "LA", "ip": "IP", "fk": "FK"}
+FAMILIES = {
+    "north_germanic": {"sv", "swe", "da", "dan", "is", "isl", "fo", "fao", "no", "nb", "nob", "nn", "nno"},
+    "finnic": {"et", "ekk", "est", "fi", "fin"},
+    "iranian": {"fa", "fas", "pes"},
+    "west_germanic": {"en", "eng", "de", "deu", "nl", "nld"},
+}
+PERSIAN = FAMILIES["iranian"]
+
+
+def family(lang: str) -> str:
+    return next((name for name, codes in FAMILIES.items() if lang in codes), lang)
+
+
+# ---------------------------------------------------------------------------------------------
+# Claims
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Claim:
+    status: str  # HOLDS, FAILS, INCONCLUSIVE
+    text: str
+
+
+def margin(d: Cell) -> float:
+    return max(FLOOR, 2 * d.se)
+
+
+def _fmt(a: Cell, b: Cell) -> str:
+    d = a - b
+    return f"{a.value:.3f} vs {b.value:.3f}, Δ {d.value:+.3f} (noise ±{margin(d):.3f})"
+
+
+def greater(what: str, a: Cell | None, b: Cell | None) -> Claim:
+    """a > b beyond noise."""
+    if a is None or b is None:
+        return Claim(INCONCLUSIVE, f"{what}: no data")
+    d = a - b
+    status = HOLDS if d.value > margin(d) else FAILS if -d.value > margin(d) else INCONCLUSIVE
+    return Claim(status, f"{what}: {_fmt(a, b)}")
+
+
+def not_worse(what: str, a: Cell | None, b: Cell | None) -> Claim:
+    """a ≥ b: fails only if b is better beyond noise."""
+    if a is None or b is None:
+        return Claim(INCONCLUSIVE, f"{what}: no data")
+    d = a - b
+    return Claim(FAILS if -d.value > margin(d) else HOLDS, f"{what}: {_fmt(a, b)}")
+
+
+def close(what: str, a: Cell | None, b: Cell | None, tol: float = CLOSE) -> Claim:
+    """|a − b| ≤ tol; fails only if the difference exceeds tol beyond noise."""
+    if a is None or b is None:
+        return Claim(INCONCLUSIVE, f"{what}: no data")
+    d = a - b
+    gap = abs(d.value)
+    status = HOLDS if gap <= tol else FAILS if gap - tol > margin(d) else INCONCLUSIVE
+    return Claim(status, f"{what} (within {tol:g}): {_fmt(a, b)}")
+
+
+def paired(pairs: Iterable[tuple[Cell | None, Cell | None]]) -> tuple[Cell | None, Cell | None]:
+    """Means of both sides over the cells where both are present."""
+    both = [(a, b) for a, b in pairs if a is not None and b is not None]
+    return mean_cell(a for a, _ in both), mean_cell(b for _, b in both)
+
+
+def verdict(claims: list[Claim]) -> tuple[str, str]:
+    statuses = {c.status for c in claims}
+    status = FAILS if FAILS in statuses else HOLDS if statuses == {HOLDS} else INCONCLUSIVE
+    mark = {HOLDS: "✓", FAILS: "✗", INCONCLUSIVE: "?"}
+    return status, "; ".join(f"{c.text} {mark[c.status]}" for c in claims) or "no data"
+
+
+# ---------------------------------------------------------------------------------------------
+# The nine findings
+# ---------------------------------------------------------------------------------------------
+def by_setup(view: StudyView, task: str, a: str, b: str, on: str | None = None) -> tuple[Cell | None, Cell | None]:
+    """Setups a and b paired over target languages, scored on each language (or on `on`)."""
+    return paired((view.setup_cell(a, on or lang, task, run_lang=lang), view.setup_cell(b, on or lang, task, run_lang=lang))
+                  for lang in view.languages)
+
+
+def finding_1(view: StudyView) -> list[Claim]:
+    return [greater(f"{TASK_NAMES[t]} 1x vs {REFERENCE}", *by_setup(view, t, "1x", REFERENCE)) for t in ("la", "ip")]
+
+
+def finding_2(view: StudyView) -> list[Claim]:
+    claims = []
+    for t in view.tasks or ["la"]:
+        n = TASK_NAMES[t]
+        claims += [not_worse(f"{n} 2x ≥ 1x_cloned", *by_setup(view, t, "2x", "1x_cloned")),
+                   not_worse(f"{n} 1x_cloned ≥ 1x", *by_setup(view, t, "1x_cloned", "1x")),
+                   close(f"{n} 1x_cloned ≈ 2x", *by_setup(view, t, "1x_cloned", "2x"))]
+    return claims
+
+
+def finding_3(view: StudyView) -> list[Claim]:
+    return [greater(f"English {TASK_NAMES[t]} {s} vs 1x", *by_setup(view, t, s, "1x", on=ENGLISH))
+            for t in ("la", "ip") for s in ("1x_cloned", "2x")]
+
+
+def _diff_mean(rows: list[dict], sign: Callable[[dict], int] = lambda r: 1) -> Cell | None:
+    return mean_cell(Cell(sign(r) * r["diff"], r["se"]) for r in rows)
+
+
+def finding_4(view: StudyView) -> list[Claim]:
+    rows = view.differences
+    zero = Cell(0.0)
+
+    def target(label):
+        return [r for r in rows if r["pair"] == label and r["lang"] == r["run_lang"]]
+
+    cloned = _diff_mean(target("1x vs 1x_cloned"))
+    # Orient as 1x minus 2x whichever run was the cheaper one.
+    beats = _diff_mean(target("1x vs 2x"), lambda r: -1 if r["cheaper_setup"] == "1x" else 1)
+    english = _diff_mean([r for r in rows if r["lang"] == ENGLISH])
+    pairs, excluded = view.matched
+    return [
+        close(f"1x_cloned − 1x at equal compute, {len(target('1x vs 1x_cloned'))} scores", cloned, zero),
+        greater(f"1x − 2x at equal compute, {len(target('1x vs 2x'))} scores", beats, zero),
+        greater(f"English: costlier − cheaper at equal compute, {sum(r['lang'] == ENGLISH for r in rows)} scores "
+                f"({len(pairs)} pairs, {len(excluded)} excluded)", english, zero),
+    ]
+
+
+def _every_below(what: str, rows: list[dict], other: str) -> Claim:
+    diffs = [(r, r[other] - r["cell"]) for r in rows if r[other] is not None]
+    if not diffs:
+        return Claim(INCONCLUSIVE, f"every merge below the {what}: no data")
+    above = [(r, d) for r, d in diffs if -d.value > margin(d)]
+    below = sum(d.value > margin(d) for _, d in diffs)
+    status = FAILS if above else HOLDS if below == len(diffs) else INCONCLUSIVE
+    text = f"every merge below the {what}: {below}/{len(diffs)} scores below beyond noise, {len(above)} above"
+    if above:
+        r, d = max(above, key=lambda x: -x[1].value)
+        text += f" (most: {r['merge']} on {r['lang']} {TASK_NAMES[r['task']]} {-d.value:+.3f})"
+    return Claim(status, text)
+
+
+def finding_5(view: StudyView) -> list[Claim]:
+    rows = view.merge_rows
+    return [_every_below("unmerged model", rows, "unmerged"), _every_below("joint multilingual model", rows, "multi")]
+
+
+def _retention(rows: list[dict]) -> Cell | None:
+    """Mean score change of merges against the unmerged model of the same scale and language."""
+    return mean_cell(r["cell"] - r["unmerged"] for r in rows if r["unmerged"] is not None)
+
+
+def finding_6(view: StudyView) -> list[Claim]:
+    pairs = [r for r in view.merge_rows if r["k"] == 2]
+    related = [r for r in pairs if family(r["languages"][0]) == family(r["languages"][1])]
+    unrelated = [r for r in pairs if family(r["languages"][0]) != family(r["languages"][1])]
+    persian = [r for r in pairs if PERSIAN & set(r["languages"])]
+    others = [r for r in pairs if not PERSIAN & set(r["languages"])]
+    claims = [greater("pairwise merges, score change vs unmerged: same family vs different family",
+                      _retention(related), _retention(unrelated)),
+              greater("pairs without Persian vs pairs with Persian", _retention(others), _retention(persian))]
+    by_pair = {}
+    for r in pairs:
+        by_pair.setdefault("+".join(r["languages"]), []).append(r)
+    ranked = sorted((c.value, name) for name, rs in by_pair.items() if (c := _retention(rs)) is not None)
+    if ranked:
+        worst_has_persian = bool(PERSIAN & set(ranked[0][1].split("+")))
+        claims.append(Claim(INCONCLUSIVE if not persian else HOLDS if worst_has_persian else FAILS,
+                            f"best pair {ranked[-1][1]} ({ranked[-1][0]:+.3f}), worst {ranked[0][1]} "
+                            f"({ranked[0][0]:+.3f})" + (", worst pair has Persian" if persian else "")))
+    return claims
+
+
+METHOD_RANK = (("linear", "task_arithmetic"), ("multislerp",), ("ties",), ("dare_ties",))
+METHOD_NAMES = {"linear": "linear", "task_arithmetic": "task arithmetic", "multislerp": "MultiSlerp",
+                "ties": "TIES", "dare_ties": "DARE-TIES"}
+
+
+def finding_7(view: StudyView) -> list[Claim]:
+    """The paper's ranking, checked between consecutive ranks among the methods this run merged with,
+    on LA, paired on the same (scale, languages, evaluated language)."""
+    cells: dict[str, dict] = {}
+    for r in view.merge_rows:
+        if r["task"] == "la":
+            cells.setdefault(r["method"], {})[(r["scale"], r["languages"], r["lang"])] = r["cell"]
+    claims = []
+    if all(m in cells for m in METHOD_RANK[0]):
+        claims.append(close("LA linear ≈ task arithmetic", *paired(
+            (c, cells["task_arithmetic"].get(k)) for k, c in cells["linear"].items())))
+    ranks = []  # (label, {key: cell}) per rank present; linear and task arithmetic pooled
+    for rank in METHOD_RANK:
+        present = [m for m in rank if m in cells]
+        if present:
+            keys = set().union(*(cells[m] for m in present))
+            ranks.append(("/".join(METHOD_NAMES[m] for m in present),
+                          {k: mean_cell(cells[m][k] for m in present if k in cells[m]) for k in keys}))
+    for (hi, a), (lo, b) in zip(ranks, ranks[1:]):
+        claims.append(greater(f"LA {hi} > {lo}", *paired((c, b.get(k)) for k, c in a.items())))
+    if "dare_ties" in cells:
+        claims.append(close("LA DARE-TIES ≈ chance", mean_cell(cells["dare_ties"].values()), Cell(CHANCE)))
+    missing = [METHOD_NAMES[m] for rank in METHOD_RANK for m in rank if m not in cells]
+    if missing:
+        claims.append(Claim(INCONCLUSIVE, f"not merged in this run: {', '.join(missing)}"))
+    return claims
+
+
+def finding_8(view: StudyView) -> list[Claim]:
+    rows = view.merge_rows
+    return [greater("score change vs unmerged: 2-language merges vs merges of 3+",
+                    _retention([r for r in rows if r["k"] == 2]), _retention([r for r in rows if r["k"] > 2]))]
+
+
+def finding_9(view: StudyView) -> list[Claim]:
+    one = {(r["method"], r["languages"], r["lang"], r["task"]): r["cell"] for r in view.merge_rows if r["scale"] == "1x"}
+    claims = []
+    for t in view.tasks or ["ip"]:
+        up = [(r["cell"], one.get((r["method"], r["languages"], r["lang"], t)))
+              for r in view.merge_rows if r["scale"] != "1x" and r["task"] == t]
+        claims.append(greater(f"{TASK_NAMES[t]} upscaled merges vs 1x merges", *paired(up)))
+    return claims
+
+
+FINDINGS: list[tuple[str, Callable[[StudyView], list[Claim]]]] = [
+    ("Small specialised models beat a larger off-the-shelf multilingual model on LA and IP.", finding_1),
+    ("2× ≥ 1× cloned ≥ 1× on the full data; 1× cloned within ~2 points of 2×.", finding_2),
+    ("Upscaled models forget less English.", finding_3),
+    ("At equal compute: 1× ≈ 1× cloned; 1× beats 2×; the costlier setups forget less English.", finding_4),
+    ("Every merge scores below the unmerged models and below joint multilingual training.", finding_5),
+    ("Related languages merge better; anything with Persian merges worst.", finding_6),
+    ("Methods: linear ≈ task arithmetic > MultiSlerp > TIES > DARE-TIES (≈ chance).", finding_7),
+    ("Two-model merges beat merges of more models.", finding_8),
+    ("Upscaled merges beat 1× merges, most visibly on IP.", finding_9),
+]
+
+RULE = ("A difference counts only if |Δ| > max(0.002, 2·SE); SE is binomial for accuracies and ip_std/√n "
+        "for IP. ✗ if any claim is contradicted beyond noise, ✓ if all hold, else inconclusive.")
+
+
+def findings(results: Results | StudyView) -> list[dict]:
+    """[{number, text, status, evidence}] for the paper's nine findings, computed from the results."""
+    view = results if isinstance(results, StudyView) else StudyView(results)
+    out = []
+    for number, (text, check) in enumerate(FINDINGS, start=1):
+        status, evidence = verdict(check(view))
+        out.append({"number": number, "text": text, "status": status, "evidence": evidence})
+    return out

@@ -1,0 +1,99 @@
+"""A read-only view of a results database shaped for the report: final scores by setup and language,
+merge scores with their unmerged and multilingual counterparts, compute-matched differences."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from growmerge.study.matching import cell_at, compute_matched_pairs, score_differences
+from growmerge.study.results import ENGLISH, FINAL_STEP, MULTI_SETUPS, RUN_SETUPS, TASKS, Cell, Results, headline_cells
+
+SETUP_ORDER = RUN_SETUPS + MULTI_SETUPS + ("base_1x", "base_2x", "smollm2")
+REFERENCE = "smollm2"
+
+
+def method_key(method: str) -> str:
+    """'DARE-TIES', 'dare_ties' and 'dare-ties' are the same method."""
+    return method.lower().replace("-", "_")
+
+
+class StudyView:
+    def __init__(self, results: Results):
+        self.results = results
+        self.cells = headline_cells(results)
+        self.models = {m["name"]: m for m in results.models()}
+        self.final_steps = {r["model"]: r["s"] for r in
+                            results.query("SELECT model, MAX(step) AS s FROM checkpoints GROUP BY model")}
+
+    # -- single models ------------------------------------------------------------------------
+    def final(self, model: str | None, lang: str, task: str) -> Cell | None:
+        """The final model's score (stored under step -1, or under its last checkpoint's step)."""
+        if model is None:
+            return None
+        return cell_at(self.cells, model, FINAL_STEP, self.final_steps.get(model, FINAL_STEP), lang, task)
+
+    @cached_property
+    def _setup_index(self) -> dict[tuple[str, str | None], str]:
+        index = {}
+        for m in sorted(self.models.values(), key=lambda m: m["name"], reverse=True):  # first name wins
+            if m["kind"] == "merge":
+                continue
+            if m["setup"] in RUN_SETUPS and len(m["languages"]) == 1:
+                index[(m["setup"], m["languages"][0])] = m["name"]
+            elif m["setup"] is not None:
+                index[(m["setup"], None)] = m["name"]
+            if m["kind"] == "reference":
+                index.setdefault((REFERENCE, None), m["name"])
+        return index
+
+    def setup_model(self, setup: str, lang: str | None = None) -> str | None:
+        """The model of a setup: for per-language setups the run on `lang`, otherwise the one model."""
+        return self._setup_index.get((setup, lang if setup in RUN_SETUPS else None))
+
+    def setup_cell(self, setup: str, lang: str, task: str, run_lang: str | None = None) -> Cell | None:
+        """Score of `setup` on `lang`; per-language runs are the run on `run_lang` (default `lang`)."""
+        return self.final(self.setup_model(setup, run_lang or lang), lang, task)
+
+    @cached_property
+    def languages(self) -> list[str]:
+        """Target languages: those of the per-language runs, else of any scores (English excluded)."""
+        langs = {m["languages"][0] for m in self.models.values()
+                 if m["setup"] in RUN_SETUPS and len(m["languages"]) == 1}
+        langs = langs or {lang for (_, _, lang, _) in self.cells}
+        return sorted(langs - {ENGLISH})
+
+    @cached_property
+    def tasks(self) -> list[str]:
+        present = {task for (_, _, _, task) in self.cells}
+        return [t for t in TASKS if t in present]
+
+    # -- merges -------------------------------------------------------------------------------
+    @cached_property
+    def merge_rows(self) -> list[dict]:
+        """One row per merge × merged language × task with a score: the merge's cell, the unmerged
+        model of the same scale on that language, and the joint multilingual model of that scale."""
+        rows = []
+        for mg in self.results.merges():
+            for lang in mg["languages"]:
+                for task in self.tasks:
+                    cell = self.final(mg["name"], lang, task)
+                    if cell is None:
+                        continue
+                    rows.append({
+                        "merge": mg["name"], "method": method_key(mg["method"]), "scale": mg["scale"],
+                        "languages": tuple(mg["languages"]), "k": len(mg["languages"]), "lang": lang,
+                        "task": task, "cell": cell,
+                        "unmerged": self.setup_cell(mg["scale"], lang, task),
+                        "multi": self.setup_cell(f"{mg['scale']}_multi", lang, task),
+                    })
+        return rows
+
+    # -- compute matched ----------------------------------------------------------------------
+    @cached_property
+    def matched(self):
+        return compute_matched_pairs(self.results)
+
+    @cached_property
+    def differences(self) -> list[dict]:
+        pairs, _ = self.matched
+        return [row for task in self.tasks for row in score_differences(self.results, pairs, task)]
