@@ -74,6 +74,52 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_safetensors(path: str | Path, tensors: dict, metadata: dict | None = None) -> None:
+    """Write a safetensors file tensor by tensor.
+
+    `safetensors.torch.save_file` first serialises everything into one bytes object, which doubles
+    peak memory and costs a full extra copy; the format (8-byte header size, JSON header, raw
+    little-endian data) is simple enough to stream.
+    """
+    import torch
+
+    names = sorted(tensors)
+    header: dict[str, Any] = {"__metadata__": metadata or {"format": "pt"}}
+    offset = 0
+    for name in names:
+        t = tensors[name]
+        nbytes = t.numel() * t.element_size()
+        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little"))
+        fh.write(raw)
+        for name in names:
+            t = tensors[name].detach().cpu().contiguous()
+            if t.numel():
+                fh.write(t.reshape(-1).view(torch.uint8).numpy().data)
+
+
+def _safetensors_dtypes() -> dict:
+    import torch
+
+    return {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+            torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+            torch.bool: "BOOL"}
+
+
+class _LazyDtypes(dict):
+    def __missing__(self, key):
+        self.update(_safetensors_dtypes())
+        return dict.__getitem__(self, key)
+
+
+SAFETENSORS_DTYPES = _LazyDtypes()
+
+
 # ---------------------------------------------------------------------------------------------
 # growmerge.json
 # ---------------------------------------------------------------------------------------------

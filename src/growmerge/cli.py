@@ -56,9 +56,6 @@ def main() -> None:
     Usage errors are click's own (also exit 2); anything else is a bug and keeps its traceback.
     """
     try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
         app()
     except GrowmergeError as exc:
         print(f"error: {exc}", file=sys.stderr)

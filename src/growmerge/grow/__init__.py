@@ -1,5 +1,1 @@
-"""Growing models: HyperCloning (width ×k, function-preserving)."""
-
-from growmerge.grow.hyperclone import clone_dir, hyperclone, max_logit_diff
-
-__all__ = ["clone_dir", "hyperclone", "max_logit_diff"]
+"""Growing models: HyperCloning (width ×k, function-preserving). See `growmerge.grow.hyperclone`."""

@@ -231,9 +231,8 @@ def clone_dir(src: str | Path, out: str | Path, factor: int, snr_db: float | Non
               untie: bool = False, force: bool = False) -> Path:
     """Clone a model directory ×k into `out`: tensors streamed from the source, written straight to
     safetensors (no big model is ever initialised), config grown, tokenizer copied, lineage recorded."""
-    from safetensors.torch import save_file
-
-    from growmerge.artifacts import atomic_dir, copy_tokenizer_files, ensure_free, load_config, read_meta, write_meta
+    from growmerge.artifacts import (atomic_dir, copy_tokenizer_files, ensure_free, load_config, read_meta,
+                                     write_meta, write_safetensors)
 
     k = check_factor(factor)
     src = resolve_source(src)
@@ -256,8 +255,7 @@ def clone_dir(src: str | Path, out: str | Path, factor: int, snr_db: float | Non
         "spec": {"factor": k, "snr_db": snr_db, "seed": seed, "untie": untie, "tied": tie},
     }
     with atomic_dir(out, force=force) as tmp:
-        save_file({n: t.contiguous() for n, t in big.items()}, str(tmp / "model.safetensors"),
-                  metadata={"format": "pt"})
+        write_safetensors(tmp / "model.safetensors", big)
         grown_config(config, k, tie).save_pretrained(tmp)
         copy_tokenizer_files(src, tmp)
         write_meta(tmp, meta)
