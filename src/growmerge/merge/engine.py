@@ -1,0 +1,163 @@
+"""The streaming merge engine: tensor by tensor from safetensors, straight into the output shards.
+
+Tensors are processed in lexicographic name order (mergekit's execution order, which fixes the
+order of DARE's random draws), inputs in config order. Only the tensors of one name across the
+inputs are in memory at a time. The output directory appears in one rename when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from growmerge.artifacts import atomic_dir, copy_tokenizer_files, ensure_free, read_meta, write_meta
+from growmerge.merge.config import MergeSpec
+from growmerge.merge.methods import METHODS, Ctx, Method, Params
+from growmerge.merge.tensorio import ModelTensors, ShardWriter, TensorInfo, merged_layout
+
+DTYPE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+         "float64": torch.float64}
+
+
+def load_dtype(spec: MergeSpec, compat: bool) -> tuple[torch.dtype | None, torch.dtype | None]:
+    """(dtype inputs are rounded to on load, dtype the method computes in; None = as stored)."""
+    rounded = DTYPE.get(spec.dtype) if spec.dtype else None
+    if compat:
+        return rounded, rounded
+    return rounded, torch.float64 if rounded == torch.float64 else torch.float32
+
+
+def prepare(x: torch.Tensor, rounded: torch.dtype | None, compute: torch.dtype | None) -> torch.Tensor:
+    """Round to the config dtype as mergekit does on load, then widen for the fast mode."""
+    if not x.is_floating_point():
+        return x
+    if rounded is not None and x.dtype != rounded:
+        x = x.to(rounded)
+    if compute is not None and x.dtype != compute:
+        x = x.to(compute)
+    return x
+
+
+@dataclass
+class MergeJob:
+    """One output model: a method, its resolved parameters, and the indices of its inputs."""
+
+    method: Method
+    params: Params
+    models: list[int]  # indices into the engine's list of loaded inputs
+    base: int | None
+    ctx: Ctx
+    out_dtype: torch.dtype | None
+    out: Path | None = None
+    writer: ShardWriter | None = field(default=None, repr=False)
+
+    def merge_tensor(self, name: str, inputs: list[torch.Tensor]) -> torch.Tensor:
+        base = inputs[self.base] if self.base is not None else None
+        first = base if base is not None else inputs[self.models[0]]
+        if not first.is_floating_point():  # integer buffers are copied, never averaged
+            return first
+        self.ctx.name = name
+        result = self.method.fn([inputs[i] for i in self.models], base, self.params, self.ctx)
+        return result.to(self.out_dtype or first.dtype)
+
+
+def job_for(spec: MergeSpec, compat: bool, models: list[int], base: int | None) -> MergeJob:
+    method = METHODS[spec.merge_method]
+    seed = spec.seed if spec.seed is not None else 0
+    out = spec.out_dtype or spec.dtype
+    return MergeJob(method, method.resolve(spec), models, base, Ctx(compat=compat, seed=seed),
+                    DTYPE[out] if out else None)
+
+
+def output_layout(layout: dict[str, TensorInfo], out_dtype: torch.dtype | None) -> dict[str, TensorInfo]:
+    if out_dtype is None:
+        return layout
+    return {n: replace(i, dtype=out_dtype) if i.dtype.is_floating_point else i for n, i in layout.items()}
+
+
+def write_config(src: ModelTensors, dst: Path, dtype: str | None) -> None:
+    """The base's (or first model's) config.json, with the dtype the weights are stored in."""
+    config = dict(src.config)
+    if dtype:
+        config.pop("torch_dtype", None)
+        config["dtype"] = dtype
+    (dst / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def merge_meta(spec: MergeSpec, compat: bool, warnings: list[str], extra: dict | None) -> dict:
+    """growmerge.json of a merge. FLOPs: the sum of the merged models' cumulative FLOPs (each
+    already includes its base's, so the base is not counted again)."""
+    metas = [read_meta(p) for p in spec.model_paths]
+    languages = sorted({lang for m in metas for lang in m.get("languages", [])})
+    flops = sum(float(m.get("flops", {}).get("cumulative", 0.0)) for m in metas)
+    meta = {
+        "kind": "merge",
+        "method": spec.merge_method,
+        "inputs": [str(p) for p in spec.model_paths],
+        "base": spec.base_model,
+        "parents": [str(p) for p in spec.model_paths] + ([spec.base_model] if spec.base_model else []),
+        "languages": languages,
+        "parameters": spec.model_dump(exclude_none=True),
+        "seed": spec.seed if spec.seed is not None else 0,
+        "mode": "mergekit-compat" if compat else "default",
+        "warnings": warnings,
+        "flops": {"self": 0.0, "cumulative": flops},
+    }
+    meta.update(extra or {})
+    return meta
+
+
+def open_inputs(spec: MergeSpec) -> tuple[list[ModelTensors], int | None]:
+    """Readers for the base (index 0, if any) followed by the models in config order."""
+    paths = ([spec.base_path] if spec.base_path else []) + spec.model_paths
+    return [ModelTensors(p) for p in paths], (0 if spec.base_path else None)
+
+
+def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], rounded, compute, progress=None) -> None:
+    """Stream every tensor name once through all jobs: each input tensor is read and cast once.
+
+    `progress(total)` may return a callback that is called after each tensor name."""
+    layout = merged_layout(readers)
+    tick = progress(len(layout)) if progress else None
+    for job in jobs:
+        job.writer = ShardWriter(job.out, output_layout(layout, job.out_dtype))
+    needed = sorted({i for job in jobs for i in job.models + ([job.base] if job.base is not None else [])})
+    for name in layout:
+        inputs: list = [None] * len(readers)
+        for i in needed:
+            inputs[i] = prepare(readers[i].get(name), rounded, compute)
+        for job in jobs:
+            job.writer.write(name, job.merge_tensor(name, inputs))
+        del inputs
+        if tick:
+            tick()
+    for job in jobs:
+        job.writer.finish()
+
+
+def finish_dir(tmp: Path, donor: ModelTensors, out_dtype: str | None, meta: dict) -> None:
+    write_config(donor, tmp, out_dtype)
+    copy_tokenizer_files(donor.path, tmp)
+    write_meta(tmp, meta)
+
+
+def merge(spec: MergeSpec, out: Path, compat: bool = False, force: bool = False,
+          meta: dict | None = None) -> Path:
+    """Merge per `spec` into the HF directory `out` (atomic); returns `out`."""
+    warnings = spec.check()
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    out = ensure_free(Path(out), force)
+    readers, base = open_inputs(spec)
+    first_model = 1 if base is not None else 0
+    job = job_for(spec, compat, list(range(first_model, len(readers))), base)
+    rounded, compute = load_dtype(spec, compat)
+    with atomic_dir(out, force=force) as tmp:
+        job.out = tmp
+        run_jobs(readers, [job], rounded, compute)
+        finish_dir(tmp, readers[0], spec.out_dtype or spec.dtype, merge_meta(spec, compat, warnings, meta))
+    return out

@@ -1,0 +1,95 @@
+"""Every language subset x every method in one pass over the tensors.
+
+The paper merges every pair, triple, ... of its languages with five methods. Run one by one, each
+merge re-reads (and re-casts) every input tensor; here the engine reads each tensor name once for
+all pending merges and streams each result into its own output directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from pathlib import Path
+from typing import Callable
+
+from growmerge.artifacts import atomic_dir
+from growmerge.errors import GrowmergeError
+from growmerge.merge.config import MergeSpec, parse_spec
+from growmerge.merge.engine import finish_dir, job_for, load_dtype, merge_meta, run_jobs
+from growmerge.merge.methods import METHODS
+from growmerge.merge.tensorio import ModelTensors
+
+SPEC_KEYS = ("dtype", "out_dtype", "seed")
+
+
+def subset_name(langs) -> str:
+    return "+".join(sorted(langs))
+
+
+def subsets(langs: list[str], sizes: list[int] | None) -> list[tuple[str, ...]]:
+    """All subsets of the given sizes (default: 2 .. all), languages sorted within each."""
+    langs = sorted(langs)
+    sizes = sizes or list(range(2, len(langs) + 1))
+    bad = [s for s in sizes if not 1 <= s <= len(langs)]
+    if bad:
+        raise GrowmergeError(f"subset size {bad[0]} is impossible with {len(langs)} models")
+    return [c for s in sorted(set(sizes)) for c in itertools.combinations(langs, s)]
+
+
+def grid_spec(method: str, paths: list[Path], base: Path | None, params: dict) -> dict:
+    """A mergekit-style spec for one cell: equal weights, shared parameters the method knows."""
+    m = METHODS[method]
+    per_model = {k: params.get(k, 1.0) for k in ("weight", "density")
+                 if k in m.per_model and (k == "weight" or m.uses_density)}
+    shared = {k: v for k, v in params.items() if k in m.shared and k not in m.inert}
+    spec = {"merge_method": method, "models": [{"model": str(p), "parameters": per_model} for p in paths],
+            "parameters": shared, **{k: params[k] for k in SPEC_KEYS if params.get(k) is not None}}
+    if base is not None and m.base != "forbidden":
+        spec["base_model"] = str(base)
+    return spec
+
+
+def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], sizes: list[int] | None,
+               out_root: Path, params: dict, compat: bool = False,
+               progress: Callable[[int], Callable[[], None]] | None = None) -> list[Path]:
+    """Merge every subset with every method into out_root/<method>/<lang+lang+...>/.
+
+    Outputs that already exist are skipped. Returns all output directories (skipped ones too).
+    `progress(total)` may return a callback called once per tensor name.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise GrowmergeError(f"unknown method {unknown[0]!r}; use one of {', '.join(METHODS)}")
+    unknown = sorted(set(params) - {"weight", "density", "normalize", "int8_mask", "rescale", "lambda",
+                                    "normalize_weights", "eps", *SPEC_KEYS})
+    if unknown:
+        raise GrowmergeError(f"unknown merge-grid parameter {unknown[0]!r}")
+    langs = sorted(models)
+    order = ([base] if base else []) + [Path(models[lang]) for lang in langs]
+    cells: list[tuple[MergeSpec, Path, list[int]]] = []
+    outputs = []
+    for method in methods:
+        for combo in subsets(langs, sizes):
+            out = Path(out_root) / method / subset_name(combo)
+            outputs.append(out)
+            spec = parse_spec(grid_spec(method, [models[c] for c in combo], base, params), f"{method}/{subset_name(combo)}")
+            if out.is_dir() and any(out.iterdir()):
+                continue  # done before: merges are deterministic for the same inputs and seed
+            offset = 1 if base else 0
+            cells.append((spec, out, [offset + langs.index(c) for c in combo]))
+    if not cells:
+        return outputs
+    readers = [ModelTensors(p) for p in order]
+    rounded, compute = load_dtype(cells[0][0], compat)
+    with contextlib.ExitStack() as stack:
+        jobs = []
+        for spec, out, idx in cells:
+            uses_base = spec.base_model is not None
+            job = job_for(spec, compat, idx, 0 if uses_base else None)
+            job.out = stack.enter_context(atomic_dir(out))
+            jobs.append((job, spec))
+        run_jobs(readers, [j for j, _ in jobs], rounded, compute, progress)
+        for job, spec in jobs:
+            donor = readers[job.base if job.base is not None else job.models[0]]
+            finish_dir(job.out, donor, spec.out_dtype or spec.dtype, merge_meta(spec, compat, [], None))
+    return outputs

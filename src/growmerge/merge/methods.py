@@ -1,0 +1,390 @@
+"""Merge methods: a registry of small functions over the tensors of one name (and a base tensor).
+
+Every method runs in one of two numerical modes (``Ctx.compat``):
+
+* **compat** reproduces mergekit 0.1.5 bit for bit: inputs arrive already cast to the config dtype
+  and every operation runs in that dtype in mergekit's order (linear accumulates in float32), TIES
+  keeps the top ``int(density*numel)`` of ``argsort(|d|.float(), descending=True)`` (the unstable
+  CPU sort decides which of the tied magnitudes survive, so nothing cheaper can reproduce it), DARE
+  masks are ``bernoulli(density)`` in float32 drawn from one generator per merge seeded once, in
+  lexicographic tensor order and config model order.
+* **default** (fast) casts the inputs to the config dtype as mergekit does, then computes in float32
+  and casts the result back. Differences from compat, by design:
+    - rounding: float32 arithmetic instead of float16/bfloat16 (results differ by ~1 output ulp);
+    - TIES selects the same count ``k`` by a threshold: every |d| above the k-th largest value plus
+      the lowest-index elements equal to it (deterministic; compat's unstable sort may pick other
+      tied elements, and float32 deltas tie less often than float16 ones);
+    - DARE masks come from numpy's PCG64 seeded by (seed, tensor name, model index): 8x faster
+      than torch's bernoulli and independent of tensor order, so a merge and a grid agree; masks
+      therefore differ from compat's (same distribution);
+    - MultiSlerp's epsilon is effective (float32), so it never returns NaN where mergekit's
+      float16 epsilon rounds to 0 and the tangent norm is exactly 0; a zero weighted mean falls
+      back to the weighted linear mean for any number of models (mergekit: only for 2).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from growmerge.errors import GrowmergeError
+
+REQUIRED = object()
+
+
+@dataclass
+class Params:
+    """Resolved parameters of one merge; per-model lists are in config order (base excluded)."""
+
+    weights: list[float]
+    densities: list[float]
+    normalize: bool = False
+    rescale: bool = False
+    lam: float = 1.0
+    t: float = 0.5
+    eps: float = 1e-8
+
+
+@dataclass
+class Ctx:
+    """Per-merge execution context shared by every tensor of that merge."""
+
+    compat: bool = False
+    seed: int = 0
+    generator: torch.Generator | None = None  # compat DARE: one stream per merge, seeded once
+    name: str = ""  # the tensor being merged (default-mode DARE seeds from it)
+
+    def torch_generator(self) -> torch.Generator:
+        if self.generator is None:
+            self.generator = torch.Generator().manual_seed(self.seed)
+        return self.generator
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparsification
+# ---------------------------------------------------------------------------------------------
+def top_k_count(density: float, numel: int) -> int:
+    return max(1, int(density * numel))
+
+
+def magnitude_mask_compat(d: torch.Tensor, density: float) -> torch.Tensor:
+    """mergekit's TIES mask in d's dtype: 1 at the first k indices of a descending argsort."""
+    mask = torch.zeros(d.numel(), dtype=d.dtype)
+    order = torch.argsort(d.abs().reshape(-1).float(), descending=True)
+    mask[order[: top_k_count(density, d.numel())]] = 1
+    return mask.view_as(d)
+
+
+def magnitude_mask_fast(d: torch.Tensor, density: float) -> torch.Tensor:
+    """Boolean mask of exactly k largest |d|: above the k-th value, ties taken in index order.
+
+    np.partition (introselect) finds the k-th value in O(n) -- ~20x cheaper than a full argsort.
+    """
+    a = d.abs().reshape(-1)
+    n = a.numel()
+    k = top_k_count(density, n)
+    if k >= n:
+        return torch.ones_like(d, dtype=torch.bool)
+    flat = a.float().numpy()
+    t = float(np.partition(flat, n - k)[n - k])
+    keep = a > t
+    need = k - int(torch.count_nonzero(keep))
+    if need > 0:
+        ties = torch.nonzero(a == t).view(-1)[:need]
+        keep[ties] = True
+    return keep.view_as(d)
+
+
+def rescale_l1(before: torch.Tensor, masked: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Scale `masked` so its L1 norm equals that of `before` (DARE's rescale; mergekit's order)."""
+    b, a = before.abs().sum(), masked.abs().sum()
+    if b < eps or a < eps:
+        return masked
+    return masked * (b / a)
+
+
+def bernoulli_compat(d: torch.Tensor, density: float, rescale: bool, gen: torch.Generator) -> torch.Tensor:
+    """mergekit's DARE drop: float32 bernoulli mask from the merge's generator, optional L1 rescale."""
+    work = torch.bfloat16 if d.dtype == torch.bfloat16 else torch.float32
+    mask = torch.bernoulli(torch.full_like(d, density, dtype=work), generator=gen)
+    x = d.to(work)
+    masked = x * mask
+    return (rescale_l1(x, masked) if rescale else masked).to(d.dtype)
+
+
+def bernoulli_fast(d: torch.Tensor, density: float, rescale: bool, ctx: Ctx, index: int) -> torch.Tensor:
+    """DARE drop with a PCG64 stream seeded by (seed, tensor name, model index); d is float32."""
+    seq = np.random.SeedSequence([ctx.seed & 0xFFFFFFFF, zlib.crc32(ctx.name.encode()), index])
+    u = np.random.Generator(np.random.PCG64(seq)).random(d.numel(), dtype=np.float32)
+    keep = torch.from_numpy(u).view_as(d) < density
+    masked = d * keep
+    return rescale_l1(d, masked) if rescale else masked
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------------------------
+def linear(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
+    """Weighted mean, accumulated in float32 (mergekit: addcmul into a float32 buffer)."""
+    first = xs[0]
+    acc_dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
+    w = torch.tensor([p.weights], dtype=acc_dtype)
+    shape = (1,) + (1,) * first.ndim
+    if ctx.compat:
+        acc = torch.zeros((1, *first.shape), dtype=acc_dtype)
+        for x, c in zip(xs, w.unbind(1)):
+            acc.addcmul_(x.unsqueeze(0), c.reshape(shape))
+        if p.normalize:
+            acc.div_(w.sum(dim=1).reshape(shape))
+        return acc[0].to(first.dtype)
+    acc = xs[0].to(acc_dtype) * p.weights[0]
+    for x, wi in zip(xs[1:], p.weights[1:]):
+        acc.add_(x.to(acc_dtype), alpha=wi)
+    if p.normalize:
+        acc.div_(sum(p.weights))
+    return acc
+
+
+def _task_vectors_compat(xs, base, p: Params, ctx: Ctx, sparsify: str | None) -> torch.Tensor:
+    deltas = base.new_empty((len(xs), *base.shape))
+    for i, x in enumerate(xs):
+        d = x - base
+        if sparsify == "magnitude" and p.densities[i] < 1:
+            kept = d * magnitude_mask_compat(d, p.densities[i])
+            d = rescale_l1(d, kept) if p.rescale else kept
+        elif sparsify == "random" and p.densities[i] < 1:
+            d = bernoulli_compat(d, p.densities[i], p.rescale, ctx.torch_generator())
+        deltas[i] = d
+    return deltas
+
+
+def _generalized_task_arithmetic(sparsify: str | None, consensus: bool) -> Callable:
+    """Task arithmetic / TIES / DARE: sparsify each task vector, weight, elect signs, combine."""
+
+    def compat(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
+        deltas = _task_vectors_compat(xs, base, p, ctx, sparsify)
+        w = torch.tensor(p.weights, dtype=deltas.dtype).view(len(xs), *([1] * base.ndim))
+        deltas.mul_(w)
+        if consensus:
+            # Sign election "sum": the sign of the weighted sum; zeros never agree. int8 and
+            # base-dtype masks give the same booleans, so int8_mask changes nothing here.
+            sign = deltas.sign().to(torch.int8)
+            majority = (deltas.sum(dim=0) >= 0).to(torch.int8) * 2 - 1
+            agree = sign == majority
+            mixed = (deltas * agree).sum(dim=0)
+            divisor = (w * agree).sum(dim=0)
+            divisor[divisor == 0] = 1
+        else:
+            mixed = deltas.sum(dim=0)
+            divisor = w.sum(dim=0)
+            divisor[divisor.abs() < 1e-8] = 1
+        if p.normalize:
+            mixed /= divisor
+        if p.lam != 1:
+            mixed *= p.lam
+        return (base + mixed).to(base.dtype)
+
+    def fast(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
+        deltas = []
+        for i, x in enumerate(xs):
+            d = x - base
+            if sparsify == "magnitude" and p.densities[i] < 1:
+                kept = d * magnitude_mask_fast(d, p.densities[i])
+                d = rescale_l1(d, kept) if p.rescale else kept
+            elif sparsify == "random" and p.densities[i] < 1:
+                d = bernoulli_fast(d, p.densities[i], p.rescale, ctx, i)
+            if p.weights[i] != 1:
+                d.mul_(p.weights[i])
+            deltas.append(d)
+        mixed = deltas[0].clone()
+        for d in deltas[1:]:
+            mixed.add_(d)
+        if consensus:
+            majority = torch.where(mixed >= 0, 1.0, -1.0)
+            mixed.zero_()
+            divisor = torch.zeros_like(mixed)
+            for d, wi in zip(deltas, p.weights):
+                agree = (d * majority) > 0  # zeros never agree, as in mergekit
+                mixed.add_(d.mul_(agree))
+                divisor.add_(agree.to(divisor.dtype), alpha=wi)
+            divisor[divisor == 0] = 1
+            if p.normalize:
+                mixed.div_(divisor)
+        elif p.normalize:
+            total = sum(p.weights)
+            mixed.div_(total if abs(total) >= 1e-8 else 1.0)
+        if p.lam != 1:
+            mixed.mul_(p.lam)
+        return mixed.add_(base)
+
+    return lambda xs, base, p, ctx: (compat if ctx.compat else fast)(xs, base, p, ctx)
+
+
+def multislerp(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
+    """Barycentric interpolation on the hypersphere of task vectors (or of the weights, no base)."""
+    if len(xs) == 1:
+        return xs[0]
+    x = torch.stack(xs, dim=0)
+    if base is not None:
+        x -= base
+    flat = x.view(x.shape[0], -1)
+    w = torch.tensor(p.weights, dtype=x.dtype)
+    if p.normalize:
+        w = w / w.sum()
+    norms = torch.norm(flat, dim=-1, keepdim=True)
+    unit = flat / (norms + p.eps)
+    mean = (unit * w.view(-1, 1)).sum(0)
+    mean_norm = torch.norm(mean)
+    if mean_norm < p.eps:
+        if len(xs) != 2 and ctx.compat:
+            raise GrowmergeError(
+                f"multislerp: the weighted mean of the unit task vectors of {ctx.name} is zero "
+                "(antipodal inputs); change the weights or drop --mergekit-compat"
+            )
+        res = x[0] * w[0]
+        for xi, wi in zip(x[1:], w[1:]):
+            res = res + xi * wi
+        return res + base if base is not None else res
+    mean = mean / mean_norm
+    dots = (unit * mean).sum(-1, keepdim=True)
+    tangent = ((unit - dots * mean) * w.view(-1, 1)).sum(0)
+    # compat: in float16 eps rounds to 0, so a tangent norm of exactly 0 gives 0/0 = NaN, as
+    # in mergekit. The default mode runs in float32 where eps survives (sin(eps)/eps = 1).
+    tnorm = torch.norm(tangent) + p.eps
+    res = mean * torch.cos(tnorm) + tangent * (torch.sin(tnorm) / tnorm)
+    res = (res * (norms.squeeze(-1) * w).sum()).view(x.shape[1:])
+    return res + base if base is not None else res
+
+
+def slerp(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
+    """Spherical interpolation between the base (t=0) and the one other model (t=1), per row."""
+    v0, v1 = base, xs[0]
+    dtype = torch.float64 if v0.dtype == torch.float64 else torch.float32
+    a = v0.reshape(v0.shape[0], -1).to(dtype) if v0.ndim else v0.reshape(1, 1).to(dtype)
+    b = v1.reshape(a.shape).to(dtype)
+    t = torch.tensor(p.t, dtype=dtype)
+    na = torch.linalg.vector_norm(a, dim=1, keepdim=True)
+    nb = torch.linalg.vector_norm(b, dim=1, keepdim=True)
+    na = torch.where(na > p.eps, na, 1)
+    nb = torch.where(nb > p.eps, nb, 1)
+    dot = ((a / na) * (b / nb)).sum(dim=1, keepdim=True).clamp(-1, 1)
+    lin = dot.abs() > 0.9995
+    theta = torch.acos(torch.where(lin, 0, dot))
+    s = torch.sin(theta)
+    ca = torch.where(lin, 1 - t, torch.sin((1 - t) * theta) / s)
+    cb = torch.where(lin, t, torch.sin(t * theta) / s)
+    return (ca * a + cb * b).reshape(v0.shape).to(v0.dtype if ctx.compat else dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Method:
+    """A merge method, its parameters (mergekit names and defaults) and which of them matter."""
+
+    name: str
+    fn: Callable
+    base: str  # "required" | "optional" | "forbidden"
+    per_model: dict[str, object] = field(default_factory=dict)  # name -> default (REQUIRED)
+    shared: dict[str, object] = field(default_factory=dict)
+    inert: tuple[str, ...] = ()  # accepted by mergekit, no effect on the numbers
+    max_models: int | None = None
+
+    @property
+    def uses_density(self) -> bool:
+        return "density" in self.per_model and "density" not in self.inert
+
+    def check(self, spec) -> list[str]:
+        """Errors for configs that cannot run; warnings for parameters that change nothing."""
+        where = f"{self.name}:"
+        if self.base == "required" and not spec.base_model:
+            raise GrowmergeError(f"{where} needs base_model (the model the task vectors are taken from)")
+        if self.base == "forbidden" and spec.base_model:
+            raise GrowmergeError(
+                f"{where} takes no base_model (mergekit 0.1.5 fails on it); remove base_model"
+            )
+        if not spec.models:
+            raise GrowmergeError(f"{where} needs at least one entry under models")
+        if self.max_models and len(spec.models) > self.max_models:
+            raise GrowmergeError(f"{where} merges exactly {self.max_models} model(s) with the base")
+        paths = [str(p.resolve()) for p in spec.model_paths]
+        if spec.base_model:
+            paths.append(str(spec.base_path.resolve()))
+        dup = next((p for p in paths if paths.count(p) > 1), None)
+        if dup:
+            raise GrowmergeError(f"{where} {dup} is listed twice (models must be distinct, and not the base)")
+        known = set(self.per_model) | set(self.shared)
+        warnings = []
+        for entry in spec.models:
+            for key in entry.parameters:
+                if key not in self.per_model:
+                    raise GrowmergeError(
+                        f"{where} model {entry.model}: unknown per-model parameter {key!r} "
+                        f"(use {', '.join(sorted(self.per_model)) or 'none'})"
+                    )
+        for key in spec.parameters:
+            if key not in known:
+                warnings.append(f"{where} parameter {key!r} is ignored by this method (as in mergekit)")
+        for key in self.inert:
+            if key in spec.parameters or any(key in m.parameters for m in spec.models):
+                warnings.append(f"{where} parameter {key!r} has no effect on this method (as in mergekit)")
+        for name, default in self.per_model.items():
+            for entry, value in zip(spec.models, spec.per_model(name, default)):
+                if value is REQUIRED:
+                    raise GrowmergeError(f"{where} model {entry.model} needs parameters.{name}")
+        if self.uses_density:
+            for entry, d in zip(spec.models, spec.per_model("density", 1.0)):
+                if not 0 < float(d) <= 1:
+                    raise GrowmergeError(f"{where} model {entry.model}: density {d} is outside (0, 1]")
+        for name, default in self.shared.items():
+            if default is REQUIRED and name not in spec.parameters:
+                raise GrowmergeError(f"{where} needs parameters.{name}")
+        p = self.resolve(spec)
+        if p.normalize and "weight" in self.per_model and abs(sum(p.weights)) < 1e-8:
+            raise GrowmergeError(f"{where} weights sum to 0, which normalize cannot divide by")
+        return warnings
+
+    def resolve(self, spec) -> Params:
+        get = lambda name: spec.shared(name, self.shared.get(name))  # noqa: E731
+        normalize = get("normalize_weights") if "normalize_weights" in self.shared else get("normalize")
+        return Params(
+            weights=[float(w) for w in spec.per_model("weight", 1.0)],
+            densities=[float(d) for d in spec.per_model("density", 1.0)],
+            normalize=bool(normalize),
+            rescale=bool(get("rescale")),
+            lam=float(get("lambda") if get("lambda") is not None else 1.0),
+            t=float(get("t") if get("t") is not None else 0.5),
+            eps=float(get("eps") if get("eps") is not None else 1e-8),
+        )
+
+
+def _gta(name: str, sparsify: str | None, consensus: bool, normalize: bool, rescale: bool) -> Method:
+    # int8_mask only changes the dtype of mergekit's sign mask (same booleans): accepted silently.
+    inert = ("density", "rescale") if sparsify is None else ()
+    return Method(
+        name, _generalized_task_arithmetic(sparsify, consensus), base="required",
+        per_model={"weight": REQUIRED, "density": 1.0},
+        shared={"normalize": normalize, "rescale": rescale, "lambda": 1.0, "int8_mask": False},
+        inert=inert,
+    )
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("linear", linear, base="forbidden", per_model={"weight": REQUIRED},
+               shared={"normalize": True}),
+        _gta("task_arithmetic", None, consensus=False, normalize=False, rescale=False),
+        _gta("ties", "magnitude", consensus=True, normalize=True, rescale=False),
+        _gta("dare_ties", "random", consensus=True, normalize=False, rescale=True),
+        _gta("dare_linear", "random", consensus=False, normalize=False, rescale=True),
+        Method("slerp", slerp, base="required", shared={"t": REQUIRED}, max_models=1),
+        Method("multislerp", multislerp, base="optional", per_model={"weight": REQUIRED},
+               shared={"normalize_weights": True, "eps": 1e-8}),
+    )
+}
