@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from growmerge.report.findings import findings
+from growmerge.report.findings import findings, findings_text
 from growmerge.study.results import Results
 
-__all__ = ["build_report", "findings"]
+__all__ = ["build_report", "findings", "findings_text"]
 
 
 def build_report(run_dir: str | Path, results: Results | None = None) -> Path:

@@ -71,6 +71,10 @@ def fig_setups(view: StudyView, out_dir: Path) -> Figure:
                 series[setup] = values
         if series:
             panels.append((task, series))
+    # Drop language groups with no bar in any panel (e.g. no English scores at all).
+    keep = [i for i in range(len(langs)) if any(vals[i] is not None for _, ser in panels for vals in ser.values())]
+    langs = [langs[i] for i in keep]
+    panels = [(t, {k: [v[i] for i in keep] for k, v in ser.items()}) for t, ser in panels]
     if not panels:
         f.note = "no data: no final scores of the scaling setups in the results"
         return f
@@ -198,7 +202,7 @@ def fig_methods(view: StudyView, out_dir: Path) -> Figure:
 
 def fig_training(view: StudyView, out_dir: Path) -> Figure:
     rows = view.results.query("SELECT model, step, tokens, flops, loss FROM train_log ORDER BY model, step")
-    f = Figure("curves", "Training curves", "Training loss against tokens seen and against cumulative FLOPs.")
+    f = Figure("curves", "Training curves", "Training loss against tokens seen and against cumulative FLOPs (colour: language, line style: setup).")
     curves: dict[str, list[dict]] = {}
     for r in rows:
         if r["loss"] is not None:
@@ -208,17 +212,38 @@ def fig_training(view: StudyView, out_dir: Path) -> Figure:
         return f
     fig = new_figure(9, 3.4)
     axes = fig.subplots(1, 2)
+    styles = {"1x": "-", "1x_cloned": "--", "2x": ":", "1x_multi": "-.", "1x_cloned_multi": "-.", "2x_multi": "-."}
+    colours = {}
     for model, pts in curves.items():
-        for ax, key in zip(axes, ("tokens", "flops")):
-            xs = [p[key] for p in pts if p[key] is not None]
+        meta = view.models.get(model, {})
+        # Colour by language set, line style by setup: a run's siblings are easy to find.
+        key = "+".join(meta.get("languages") or [model])
+        colour = colours.setdefault(key, f"C{len(colours) % 10}")
+        for ax, k in zip(axes, ("tokens", "flops")):
+            xs = [p[k] for p in pts if p[k] is not None]
             if len(xs) == len(pts):
-                ax.plot(xs, [p["loss"] for p in pts], lw=0.8, label=model)
-    for ax, key in zip(axes, ("tokens", "cumulative FLOPs")):
-        ax.set_xlabel(key)
+                ax.plot(xs, [p["loss"] for p in pts], lw=0.8, label=model, color=colour,
+                        ls=styles.get(meta.get("setup"), "-"))
+    for ax, label in zip(axes, ("tokens", "cumulative FLOPs")):
+        ax.set_xlabel(label)
         ax.set_ylabel("loss")
+        lo, hi = ax.get_xlim()
+        if lo > 0 and hi / lo > 100:  # seed and base runs dwarf the adaptation runs
+            ax.set_xscale("log")
     axes[1].legend(fontsize=5, ncol=2 if len(curves) > 12 else 1, loc="upper left", bbox_to_anchor=(1.01, 1))
     f.files.append(save(fig, out_dir, "training_curves.png"))
     return f
+
+
+def vector_summary(v: dict) -> tuple[list[str], list[list[float]], dict[str, float]]:
+    """Languages, cosine matrix and norms from ``{"languages", "cosine", "norms": {lang: x}}`` or from
+    the merge stage's full analysis ``{"languages", "overall": {"cosine", "norm": [...]}, ...}``."""
+    langs = v["languages"]
+    summary = v.get("overall", v)
+    norms = summary.get("norms", summary.get("norm", {}))
+    if isinstance(norms, list):
+        norms = dict(zip(langs, norms))
+    return langs, summary["cosine"], norms
 
 
 def fig_vectors(run_dir: Path, out_dir: Path) -> list[Figure]:
@@ -236,8 +261,7 @@ def fig_vectors(run_dir: Path, out_dir: Path) -> list[Figure]:
             f.files.append(png.name)
         if data.is_file():
             try:
-                v = json.loads(data.read_text(encoding="utf-8"))
-                langs, cos, norms = v["languages"], v["cosine"], v.get("norms", {})
+                langs, cos, norms = vector_summary(json.loads(data.read_text(encoding="utf-8")))
                 f.table = {"columns": ["", *langs, "norm"],
                            "rows": [[a, *(f"{x:.3f}" for x in cos[i]), f"{norms[a]:.4g}" if a in norms else ""]
                                     for i, a in enumerate(langs)]}

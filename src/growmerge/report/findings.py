@@ -230,11 +230,17 @@ def finding_8(view: StudyView) -> list[Claim]:
 
 def finding_9(view: StudyView) -> list[Claim]:
     one = {(r["method"], r["languages"], r["lang"], r["task"]): r["cell"] for r in view.merge_rows if r["scale"] == "1x"}
-    claims = []
+    claims, gains = [], {}
     for t in view.tasks or ["ip"]:
-        up = [(r["cell"], one.get((r["method"], r["languages"], r["lang"], t)))
-              for r in view.merge_rows if r["scale"] != "1x" and r["task"] == t]
-        claims.append(greater(f"{TASK_NAMES[t]} upscaled merges vs 1x merges", *paired(up)))
+        up, base = paired((r["cell"], one.get((r["method"], r["languages"], r["lang"], t)))
+                          for r in view.merge_rows if r["scale"] != "1x" and r["task"] == t)
+        claims.append(greater(f"{TASK_NAMES[t]} upscaled merges vs 1x merges", up, base))
+        if up is not None and base is not None:
+            gains[t] = up - base
+    others = [g for t, g in gains.items() if t != "ip"]
+    if "ip" in gains and others:
+        top = max(others, key=lambda g: g.value)
+        claims.append(not_worse("gain on IP vs the largest other gain", gains["ip"], top))
     return claims
 
 
@@ -262,3 +268,12 @@ def findings(results: Results | StudyView) -> list[dict]:
         status, evidence = verdict(check(view))
         out.append({"number": number, "text": text, "status": status, "evidence": evidence})
     return out
+
+
+def findings_text(found: list[dict]) -> str:
+    """The findings table for a terminal: one line per finding, its evidence indented below."""
+    lines = []
+    for f in found:
+        lines.append(f"{f['number']}. [{f['status']}] {f['text']}")
+        lines += [f"     {part}" for part in f["evidence"].split("; ")]
+    return "\n".join(lines)
