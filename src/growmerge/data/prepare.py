@@ -119,6 +119,8 @@ def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
         manifest = json.loads(manifest_file.read_text())
         if manifest.get("fingerprint") == fingerprint and all_shards_complete(run_dir, manifest):
             return manifest
+    if spec.tokenizer.pretrained:  # fail before the long stages if it does not fit
+        load_pretrained(spec.tokenizer.pretrained, spec.tokenizer.vocab_size)
     data_dir.mkdir(parents=True, exist_ok=True)
     split_stamp = build_splits(spec, data_dir, log)
     tok_dir = build_tokenizer(spec, run_dir, split_stamp)

@@ -43,6 +43,8 @@ class HelpPageParser(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         if tag in VOID:
+            if tag == "br" and self.current is not None:
+                self.parts.append(" ")
             return
         self.depth += 1
         a = dict(attrs)
