@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sqlite3
 
@@ -117,3 +118,33 @@ def test_concurrent_reader_sees_committed_rows(tmp_path):
     writer.add_scores([score("a", "sv", "la", 0.5)])
     assert reader.query("SELECT COUNT(*) AS c FROM scores")[0]["c"] == 1
     assert isinstance(reader.conn, sqlite3.Connection)
+
+
+def test_record_model_dir_reads_sidecars_checkpoints_and_log(tmp_path, tiny_llama):
+    from growmerge.artifacts import write_meta
+    from growmerge.study.results import count_params, record_model_dir
+
+    model = tiny_llama("sv-1x")
+    write_meta(model, {"kind": "adapt", "setup": "1x", "languages": ["sv"], "parents": ["runs/x/models/base-1x"],
+                       "tokens": 4000, "step": 4, "flops": {"self": 40.0, "cumulative": 1040.0}})
+    for step in (2, 4):
+        ck = model / "checkpoints" / f"step-{step}"
+        ck.mkdir(parents=True)
+        write_meta(ck, {"tokens": 1000 * step, "flops": {"cumulative": 1000.0 + 10 * step}})
+    (model / "checkpoints" / "step-6.tmp").mkdir()  # an unfinished export is not a checkpoint
+    (model / "train_log.jsonl").write_text("\n".join(json.dumps(
+        {"step": s, "tokens": 1000 * s, "flops": 1000.0 + 10 * s, "loss": 5.0 - s, "lr": 1e-3, "grad_norm": 1.0})
+        for s in (1, 2, 3, 4)) + "\n")
+    res = Results(tmp_path / "run")
+    record_model_dir(res, "sv-1x", model, scale="1x")
+    (m,) = res.models()
+    assert (m["kind"], m["setup"], m["scale"], m["languages"]) == ("adapt", "1x", "1x", ["sv"])
+    assert m["parent"] == "runs/x/models/base-1x" and m["flops_cumulative"] == 1040.0 and m["tokens"] == 4000
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    # Tied embeddings are stored (and counted by torch) once.
+    n = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).parameters())
+    assert m["params"] == count_params(model) == n
+    assert [(c["step"], c["flops_cumulative"]) for c in res.checkpoints("sv-1x")] == [(2, 1020.0), (4, 1040.0)]
+    assert [r["loss"] for r in res.query("SELECT loss FROM train_log ORDER BY step")] == [4.0, 3.0, 2.0, 1.0]

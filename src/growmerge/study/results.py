@@ -259,3 +259,65 @@ def headline_cells(results: Results) -> dict[tuple[str, int, str, str], Cell]:
         se = dataset_se(task, r["value"], r["n"], std.get(key + (r["dataset"],)))
         per_dataset.setdefault(key, []).append(Cell(float(r["value"]), se, int(r["n"] or 0)))
     return {key: mean_cell(cells) for key, cells in per_dataset.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording a model directory (growmerge.json sidecar, checkpoints/step-N/, train_log.jsonl)
+# ---------------------------------------------------------------------------------------------
+STEP_DIR = re.compile(r"step-(\d+)")
+
+
+def _read_meta(path: Path) -> dict:
+    from growmerge.artifacts import read_meta
+
+    return read_meta(path)
+
+
+def count_params(model_dir: str | Path) -> int | None:
+    """Parameters stored in the safetensors header(s), without loading any tensor."""
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    shards = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file()
+              else ["model.safetensors"])
+    total = 0
+    for shard in shards:
+        f = model_dir / shard
+        if not f.is_file():
+            return None
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
+def record_model_dir(results: Results, name: str, model_dir: str | Path, *, kind: str | None = None,
+                     setup: str | None = None, scale: str | None = None, languages: Iterable[str] | None = None,
+                     parent: str | None = None) -> dict:
+    """Record a finished model directory: its row in `models` (from its growmerge.json unless given),
+    every exported ``checkpoints/step-N`` with its cumulative FLOPs, the final model as a checkpoint at
+    its last step, and ``train_log.jsonl`` as the training curve. Returns the sidecar."""
+    model_dir = Path(model_dir)
+    meta = _read_meta(model_dir)
+    flops = float(meta.get("flops", {}).get("cumulative", 0.0))
+    kind = kind or meta.get("kind")
+    if kind not in KINDS:
+        kind = "reference" if kind == "external" else kind
+    parents = meta.get("parents") or []
+    results.add_model(name, kind, setup=setup if setup is not None else meta.get("setup"),
+                      scale=scale, languages=languages if languages is not None else meta.get("languages", []),
+                      path=model_dir, parent=parent or (str(parents[0]) if parents else None),
+                      tokens=meta.get("tokens"), flops_cumulative=flops, params=count_params(model_dir))
+    for d in sorted((model_dir / "checkpoints").glob("step-*")):
+        m = STEP_DIR.fullmatch(d.name)
+        if m and (d / "growmerge.json").is_file():
+            cm = _read_meta(d)
+            results.add_checkpoint(name, int(m.group(1)), tokens=cm.get("tokens"),
+                                   flops_cumulative=float(cm.get("flops", {}).get("cumulative", 0.0)), path=d)
+    if "step" in meta:
+        results.add_checkpoint(name, int(meta["step"]), tokens=meta.get("tokens"), flops_cumulative=flops,
+                               path=model_dir)
+    log = model_dir / "train_log.jsonl"
+    if log.is_file():
+        rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        results.add_train_log(name, [r for r in rows if "step" in r])
+    return meta
