@@ -115,7 +115,8 @@ def test_full_report_has_every_figure_and_the_findings_table(tmp_path):
     assert "excluded: no checkpoint of 1x_cloned reaches the cost" in page  # Persian's tiny run
     assert "0.050" in page  # the vector cosine table from analysis/vectors_2x.json
     summary = (out / "summary.md").read_text(encoding="utf-8")
-    assert summary.count("\n| ") == 10 and "| 5 | Every merge" in summary
+    assert len(re.findall(r"^\| \d \| ", summary, flags=re.M)) == 9 and "| 5 | Every merge" in summary
+    assert "| sv | 1x (1.2e+03) | 1x_cloned step 6 (1.18e+03) | -1.67 |" in summary  # the matched pairs
     assert not list(tmp_path.glob("report.*"))  # nothing left from the atomic build
     build_report(tmp_path)  # rebuilding replaces the report
     assert index.is_file()

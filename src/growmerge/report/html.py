@@ -91,5 +91,11 @@ def render_markdown(title: str, found: list[dict], figures: list[Figure]) -> str
     lines += ["", RULE, "", "## Figures", ""]
     for f in figures:
         files = ", ".join(f"![{name}]({name})" for name in f.files)
-        lines.append(f"- **{f.title}**: {files or ''}{' — ' + f.note if f.note else ''}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"### {f.title}")
+        lines += ["", files or "", f"*{f.note}*" if f.note else "", ""]
+        if f.table and f.table["rows"]:
+            lines.append("| " + " | ".join(md_cell(c) for c in f.table["columns"]) + " |")
+            lines.append("|" + "---|" * len(f.table["columns"]))
+            lines += ["| " + " | ".join(md_cell(v) for v in row) + " |" for row in f.table["rows"]]
+            lines.append("")
+    return "\n".join(line for i, line in enumerate(lines) if line or (i and lines[i - 1])) + "\n"

@@ -253,7 +253,9 @@ def headline_cells(results: Results) -> dict[tuple[str, int, str, str], Cell]:
     per_dataset: dict[tuple, list[Cell]] = {}
     for r in rows:
         task = r["task"]
-        if task not in HEADLINE_METRIC or r["metric"] != HEADLINE_METRIC[task] or r["value"] is None:
+        if task not in HEADLINE_METRIC or r["metric"] != HEADLINE_METRIC[task]:
+            continue
+        if r["value"] is None or not math.isfinite(r["value"]):  # a failed evaluation is missing data
             continue
         key = (r["model"], r["step"], r["lang"], task)
         se = dataset_se(task, r["value"], r["n"], std.get(key + (r["dataset"],)))
