@@ -1,0 +1,8 @@
+"""Minimal-pair generation: one word changed in exactly one morphological feature."""
+
+from growmerge.evaluate.perturb.generate import generate_pairs, read_sentences
+from growmerge.evaluate.perturb.inflector import (DEFAULT_BACKEND, INFLECTORS, Inflector, UniMorphInflector,
+                                                  get_inflector)
+
+__all__ = ["generate_pairs", "read_sentences", "Inflector", "UniMorphInflector", "get_inflector", "INFLECTORS",
+           "DEFAULT_BACKEND"]

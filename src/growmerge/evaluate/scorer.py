@@ -1,0 +1,303 @@
+"""Exact, fast sequence log-probabilities for a causal LM.
+
+Conventions (all explicit, defaults match lm-evaluation-harness's ``loglikelihood``):
+
+* **One BOS as context.** Every sequence starts with exactly one ``bos_token_id`` (the tokenizer's
+  BOS, else its EOS — lm-eval's ``prefix_token_id``); text is encoded without special tokens. For an
+  empty context this is lm-eval's rule verbatim, including its quirk that a continuation whose first
+  token already is the prefix token uses that token as the context. (For a non-empty context lm-eval
+  adds a BOS only if the tokenizer itself does; we always add one, so NLLs are comparable.)
+* **Context/continuation split** as lm-eval's ``_encode_pair``: trailing spaces of the context move
+  to the continuation, the whole string is encoded once and split at ``len(encode(context))``.
+* Log-probabilities are summed in float32 from the model's logits at exactly the positions that
+  predict scored tokens: the output layer never runs on padding or on the last token of a sequence,
+  and ``log p = logit[target] - logsumexp(logits)`` is taken in float32 per chunk of rows (never a
+  full ``[B, L, V]`` log-softmax).
+
+Speed: sequences are sorted by length and batched by a token budget, right-padded (causal attention
+means real tokens never see the padding, so no mask is needed — lm-eval does the same). For groups of
+alternatives (minimal pairs), the longest common token prefix runs once and every alternative's
+suffix runs from its KV cache with an attention mask hiding the prefix padding and explicit position
+ids, which is exact.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Sequence
+
+from growmerge.errors import GrowmergeError
+
+HEAD_CHUNK_ROWS = 512  # rows of [rows, vocab] float32 logits materialised at once
+
+
+@dataclass
+class _Seq:
+    """One tokenised sequence: tokens[0] is the context start; tokens[start:] are scored."""
+
+    tokens: list[int]
+    start: int
+
+
+class Scorer:
+    """Scores texts with `model` and `tokenizer` (see the module docstring for the conventions)."""
+
+    def __init__(self, model, tokenizer, token_budget: int = 4096, bos_token_id: int | None = None,
+                 share_prefix: bool | None = None, device: str | None = None):
+        import torch
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.token_budget = int(token_budget)
+        self.device = torch.device(device) if device else next(model.parameters()).device
+        self.bos = bos_token_id if bos_token_id is not None else _prefix_token_id(tokenizer)
+        # None = decide per call: prefix sharing pays off once the transformer body dominates.
+        self.share_prefix = share_prefix
+        self.max_len = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
+        _check_agreement(model, tokenizer, self.bos)
+
+    @classmethod
+    def from_dir(cls, model_dir, dtype=None, **kwargs) -> "Scorer":
+        from growmerge.artifacts import load_model, load_tokenizer
+
+        tok = load_tokenizer(model_dir, required=True)
+        return cls(load_model(model_dir, dtype=dtype), tok, **kwargs)
+
+    # -- tokenisation ---------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def encode_pair(self, context: str, continuation: str) -> _Seq:
+        """lm-eval's split of (context, continuation), with one BOS in front."""
+        if context == "":
+            cont = self.encode(continuation)
+            if not cont:
+                raise GrowmergeError(f"empty continuation cannot be scored (context {context!r})")
+            if cont[0] == self.bos:  # lm-eval: the continuation's own first token is the context
+                return _Seq(cont, 1) if len(cont) > 1 else _Seq([self.bos] + cont, 1)
+            return _Seq([self.bos] + cont, 1)
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        whole = self.encode(context + continuation)
+        ctx_len = len(self.encode(context))
+        if ctx_len >= len(whole):
+            raise GrowmergeError(f"empty continuation cannot be scored (context {context[:40]!r})")
+        return _Seq([self.bos] + whole, 1 + ctx_len)
+
+    # -- public scoring -------------------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+        """Total log-probability of each continuation given its context."""
+        return self._score_seqs([self.encode_pair(c, x) for c, x in requests])
+
+    def sequence_nll(self, texts: Sequence[str]) -> list[float]:
+        """Total (summed) negative log-likelihood of each text after exactly one BOS."""
+        return [-lp for lp in self._score_seqs([self.encode_pair("", t) for t in texts])]
+
+    def score_minimal_pairs(self, pairs: Sequence[tuple[str, str]], share_prefix: bool | None = None
+                            ) -> list[tuple[float, float]]:
+        """(log p(good), log p(bad)) for each (good, bad) text pair; texts are scored as given."""
+        groups = self.score_groups([list(p) for p in pairs], share_prefix=share_prefix)
+        return [(g[0], g[1]) for g in groups]
+
+    def score_groups(self, groups: Sequence[Sequence[str]], share_prefix: bool | None = None
+                     ) -> list[list[float]]:
+        """Total log-probability of each alternative text of each group (K alternatives per group)."""
+        seqs = [[self.encode_pair("", t) for t in g] for g in groups]
+        for g in seqs:
+            if any(s.start != 1 for s in g):  # the BOS quirk above: rare, score without sharing
+                share_prefix = False
+        share = self._decide_sharing(seqs) if share_prefix is None else share_prefix
+        if not share:
+            flat = self._score_seqs([s for g in seqs for s in g])
+            out, i = [], 0
+            for g in seqs:
+                out.append(flat[i:i + len(g)])
+                i += len(g)
+            return out
+        return self._score_groups_shared([[s.tokens for s in g] for g in seqs])
+
+    # -- implementation -------------------------------------------------------------------------
+    def _decide_sharing(self, groups: list[list[_Seq]]) -> bool:
+        """Share when it saves a real fraction of the body's work on a model big enough to notice."""
+        if self.share_prefix is not None:
+            return self.share_prefix
+        total = sum(len(s.tokens) for g in groups for s in g)
+        saved = sum((len(g) - 1) * _lcp([s.tokens for s in g]) for g in groups)
+        body = sum(p.numel() for n, p in self.model.named_parameters() if "embed" not in n and "lm_head" not in n)
+        return body >= 2_000_000 and saved >= 0.2 * max(total, 1)
+
+    def _check_len(self, n: int) -> None:
+        if n > self.max_len:
+            raise GrowmergeError(f"a sequence of {n} tokens exceeds the model's {self.max_len} positions; "
+                                 "shorten the evaluation texts")
+
+    def _batches(self, lengths: list[int], order: list[int]):
+        """Consecutive runs of `order` (sorted longest first) whose padded size fits the budget."""
+        batch: list[int] = []
+        for i in order:
+            width = lengths[batch[0]] if batch else lengths[i]
+            if batch and width * (len(batch) + 1) > self.token_budget:
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    def _score_seqs(self, seqs: list[_Seq]) -> list[float]:
+        """Unshared path: every sequence runs in full (minus its last token)."""
+        import torch
+
+        out = [0.0] * len(seqs)
+        inputs = [s.tokens[:-1] for s in seqs]
+        for s in seqs:
+            self._check_len(len(s.tokens))
+        order = sorted(range(len(seqs)), key=lambda i: -len(inputs[i]))
+        with torch.inference_mode():
+            for batch in self._batches([len(x) for x in inputs], order):
+                ids = _right_pad([inputs[i] for i in batch], self.bos).to(self.device)
+                hidden = self._body(ids)
+                rows, pos, targets, owner = [], [], [], []
+                for r, i in enumerate(batch):
+                    s = seqs[i]
+                    for t in range(s.start, len(s.tokens)):
+                        rows.append(r)
+                        pos.append(t - 1)
+                        targets.append(s.tokens[t])
+                        owner.append(i)
+                lps = self._token_logprobs(hidden[rows, pos], targets)
+                for i, lp in zip(owner, lps.tolist()):
+                    out[i] += lp
+        return out
+
+    def _score_groups_shared(self, groups: list[list[list[int]]]) -> list[list[float]]:
+        """Shared path: the common prefix once, then each alternative's suffix from its KV cache."""
+        import torch
+
+        out = [[0.0] * len(g) for g in groups]
+        prefix_len = []
+        for g in groups:
+            for t in g:
+                self._check_len(len(t))
+            # Keep at least one token per alternative after the prefix so every score has a target.
+            prefix_len.append(max(1, min(_lcp(g), min(len(t) for t in g) - 1)))
+        cost = [prefix_len[j] + sum(len(t) - prefix_len[j] for t in g) for j, g in enumerate(groups)]
+        order = sorted(range(len(groups)), key=lambda j: -cost[j])
+        with torch.inference_mode():
+            for batch in self._batches(cost, order):
+                self._score_group_batch(groups, prefix_len, batch, out)
+        return out
+
+    def _score_group_batch(self, groups, prefix_len, batch, out) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        prefixes = [groups[j][0][:prefix_len[j]] for j in batch]
+        p_max = max(len(p) for p in prefixes)
+        cache = DynamicCache()
+        h_prefix = self._body(_right_pad(prefixes, self.bos).to(self.device), cache=cache)
+
+        # Prefix rows: positions 0..P-2 predict the shared tokens 1..P-1 (counted once for every
+        # alternative); position P-1 predicts each alternative's first own token.
+        rows, pos, targets, dest = [], [], [], []
+        suffixes, suffix_group, suffix_dest = [], [], []
+        for r, j in enumerate(batch):
+            p = prefix_len[j]
+            for t in range(1, p):
+                rows.append(r), pos.append(t - 1), targets.append(groups[j][0][t]), dest.append((j, None))
+            for k, toks in enumerate(groups[j]):
+                rows.append(r), pos.append(p - 1), targets.append(toks[p]), dest.append((j, k))
+                if len(toks) > p + 1:  # the suffix's last token is only a target, never an input
+                    suffixes.append(toks[p:-1])
+                    suffix_group.append(r)
+                    suffix_dest.append((j, k))
+        self._add(out, dest, self._token_logprobs(h_prefix[rows, pos], targets))
+        if not suffixes:
+            return
+
+        s_max = max(len(s) for s in suffixes)
+        cache.batch_select_indices(torch.tensor(suffix_group, device=self.device))
+        mask = torch.zeros(len(suffixes), p_max + s_max, dtype=torch.long)
+        positions = torch.zeros(len(suffixes), s_max, dtype=torch.long)
+        for r, (g, s) in enumerate(zip(suffix_group, suffixes)):
+            p = prefix_len[batch[g]]
+            mask[r, :p] = 1
+            mask[r, p_max:p_max + len(s)] = 1
+            positions[r] = torch.arange(p, p + s_max)
+        h_suffix = self._body(_right_pad(suffixes, self.bos).to(self.device), cache=cache,
+                              attention_mask=mask.to(self.device), position_ids=positions.to(self.device))
+        rows, pos, targets, dest = [], [], [], []
+        for r, (j, k) in enumerate(suffix_dest):
+            toks, p = groups[j][k], prefix_len[j]
+            for t in range(p + 1, len(toks)):
+                rows.append(r), pos.append(t - p - 1), targets.append(toks[t]), dest.append((j, k))
+        self._add(out, dest, self._token_logprobs(h_suffix[rows, pos], targets))
+
+    @staticmethod
+    def _add(out, dest, lps) -> None:
+        for (j, k), lp in zip(dest, lps.tolist()):
+            if k is None:  # a shared prefix token belongs to every alternative of the group
+                for kk in range(len(out[j])):
+                    out[j][kk] += lp
+            else:
+                out[j][k] += lp
+
+    def _body(self, ids, cache=None, attention_mask=None, position_ids=None):
+        """Final hidden states (after the last norm), without running the output layer."""
+        body = getattr(self.model, "model", None) or self.model.base_model
+        # transformers 5 renamed `past_key_values` to `cache`; accept either model generation.
+        key = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+        return body(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids,
+                    use_cache=cache is not None, **{key: cache}).last_hidden_state
+
+    def _token_logprobs(self, hidden, targets):
+        """log p(target) for each hidden row: the output layer and a float32 logsumexp, in chunks."""
+        import torch
+
+        head = self.model.get_output_embeddings()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        targets = torch.tensor(targets, device=hidden.device)
+        parts = []
+        for a in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):
+            logits = head(hidden[a:a + HEAD_CHUNK_ROWS]).float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            picked = logits.gather(1, targets[a:a + HEAD_CHUNK_ROWS, None])[:, 0]
+            parts.append(picked - torch.logsumexp(logits, dim=-1))
+        return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def _prefix_token_id(tokenizer) -> int:
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if bos is None:
+        raise GrowmergeError("the tokenizer has neither a BOS nor an EOS token; pass bos_token_id explicitly")
+    return bos
+
+
+def _check_agreement(model, tokenizer, bos: int) -> None:
+    """A tokenizer whose ids run past the model's embedding table means they do not belong together."""
+    vocab = model.get_input_embeddings().weight.shape[0]
+    n_tok = len(tokenizer)
+    if n_tok > vocab or bos >= vocab:
+        raise GrowmergeError(f"tokenizer has {n_tok} tokens but the model's vocabulary is {vocab}: "
+                             "model and tokenizer do not belong together (use the tokenizer saved with the model)")
+
+
+def _lcp(seqs: list[list[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    i = 0
+    while i < n and all(s[i] == first[i] for s in seqs):
+        i += 1
+    return i
+
+
+def _right_pad(seqs: list[list[int]], pad: int):
+    import torch
+
+    width = max(max(len(s) for s in seqs), 1)
+    out = torch.full((len(seqs), width), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
