@@ -95,3 +95,11 @@ def test_score_differences_include_english_forgetting(ledger):
                    ("1x_cloned vs 2x", "sv"): -0.02}
     assert all(r["run_lang"] == "sv" and r["se"] > 0 for r in rows)
     assert score_differences(ledger, pairs, "ip") == []
+
+
+def test_a_bare_clone_row_does_not_shadow_the_run_trained_from_it(ledger):
+    # The clone of base 1x recorded under the same setup and language, with only its inherited cost.
+    ledger.add_model("sv-clone", "clone", setup="1x_cloned", languages=["sv"], flops_cumulative=100.0)
+    ledger.add_checkpoint("sv-clone", 0, flops_cumulative=100.0)
+    pairs, _ = compute_matched_pairs(ledger, setups=("1x", "1x_cloned"), languages=["sv"])
+    assert [(p.costlier_model, p.costlier_step) for p in pairs] == [("sv-1xc", 3)]

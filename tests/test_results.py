@@ -148,3 +148,13 @@ def test_record_model_dir_reads_sidecars_checkpoints_and_log(tmp_path, tiny_llam
     assert m["params"] == count_params(model) == n
     assert [(c["step"], c["flops_cumulative"]) for c in res.checkpoints("sv-1x")] == [(2, 1020.0), (4, 1040.0)]
     assert [r["loss"] for r in res.query("SELECT loss FROM train_log ORDER BY step")] == [4.0, 3.0, 2.0, 1.0]
+
+
+def test_read_only_store_refuses_writes(tmp_path):
+    Results(tmp_path).add_scores([score("a", "sv", "la", 0.5)])
+    ro = Results(tmp_path, read_only=True)
+    assert ro.query("SELECT model FROM scores") == [{"model": "a"}]
+    with pytest.raises(GrowmergeError, match="readonly"):
+        ro.query("DELETE FROM scores")
+    with pytest.raises(GrowmergeError, match="no results database"):
+        Results(tmp_path / "other", read_only=True)

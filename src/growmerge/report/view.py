@@ -35,7 +35,9 @@ class StudyView:
     @cached_property
     def _setup_index(self) -> dict[tuple[str, str | None], str]:
         index = {}
-        for m in sorted(self.models.values(), key=lambda m: m["name"], reverse=True):  # first name wins
+        # Later rows win: "adapt" rows over a bare clone of the same setup, then the first name.
+        by_name = sorted(self.models.values(), key=lambda m: m["name"], reverse=True)
+        for m in sorted(by_name, key=lambda m: m["kind"] == "adapt"):
             if m["kind"] == "merge":
                 continue
             if m["setup"] in RUN_SETUPS and len(m["languages"]) == 1:

@@ -88,8 +88,10 @@ def run_language(languages: list[str]) -> str:
 def load_runs(results: Results, setups: Iterable[str]) -> dict[tuple[str, str], Run]:
     """{(setup, lang): Run} for every adaptation run of the given setups that has a cost ledger."""
     runs = {}
-    for m in results.models():
-        if m["setup"] not in setups or m["kind"] in ("merge", "reference"):
+    # Adaptation runs are kind "adapt"; a bare clone recorded under the same setup and language must
+    # not shadow the run trained from it, so "adapt" rows come last and win.
+    for m in sorted(results.models(), key=lambda m: m["kind"] == "adapt"):
+        if m["setup"] not in setups or m["kind"] in ("merge", "reference", "seed", "base"):
             continue
         ckpts = results.checkpoints(m["name"])
         points = [Point(c["step"], float(c["flops_cumulative"])) for c in ckpts if c["flops_cumulative"] is not None]

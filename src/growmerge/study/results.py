@@ -72,20 +72,25 @@ def _languages(languages: Iterable[str] | str | None) -> str:
 class Results:
     """The study's results database. ``Results(run_dir)`` or ``Results(run_dir / "results.sqlite")``."""
 
-    def __init__(self, path: str | Path, must_exist: bool = False):
+    def __init__(self, path: str | Path, must_exist: bool = False, read_only: bool = False):
         path = Path(path)
         if path.is_dir() or (not path.exists() and not path.suffix):  # a run directory, maybe not made yet
             path = path / FILE_NAME
-        if must_exist and not path.is_file():
+        if (must_exist or read_only) and not path.is_file():
             raise GrowmergeError(f"{path}: no results database (run the study first, or pass the run directory)")
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
-            self.conn = sqlite3.connect(str(path), timeout=30.0)
+            if read_only:  # `study results --sql`: a typo'd DELETE must not touch the study's data
+                self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(str(path), timeout=30.0)
             self.conn.row_factory = sqlite3.Row
-            # WAL: the report or a `--sql` query can read while the study is writing.
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.executescript(SCHEMA)
+            if not read_only:
+                # WAL: the report or a `--sql` query can read while the study is writing.
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.executescript(SCHEMA)
+            self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
             raise GrowmergeError(f"{path}: not a usable results database ({exc})") from None
 
