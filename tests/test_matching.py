@@ -103,3 +103,13 @@ def test_a_bare_clone_row_does_not_shadow_the_run_trained_from_it(ledger):
     ledger.add_checkpoint("sv-clone", 0, flops_cumulative=100.0)
     pairs, _ = compute_matched_pairs(ledger, setups=("1x", "1x_cloned"), languages=["sv"])
     assert [(p.costlier_model, p.costlier_step) for p in pairs] == [("sv-1xc", 3)]
+
+
+def test_final_model_missing_from_checkpoints_is_still_the_runs_last_point(tmp_path):
+    res = Results(tmp_path)
+    add_run(res, "a", "1x", "sv", 100, 10, 4, every=2)       # checkpoints 120, 140
+    res.add_model("a", "adapt", setup="1x", scale="1x", languages=["sv"], flops_cumulative=150.0)  # step 5
+    add_run(res, "b", "2x", "sv", 100, 20, 10)               # 120, 140, 160, ...
+    (p,), _ = compute_matched_pairs(res)
+    assert (p.cheaper_model, p.cheaper_step, p.cheaper_flops, p.costlier_step) == ("a", -1, 150.0, 2)
+    assert p.gap_pct == pytest.approx(-100 / 15)  # 140 and 160 are equally close: the earlier one wins

@@ -35,7 +35,7 @@ class Run:
     model: str
     setup: str
     lang: str
-    points: tuple[Point, ...]  # sorted by step; the last one is the final model
+    points: tuple[Point, ...]  # in training order; the last one is the final model
 
     @property
     def final(self) -> Point:
@@ -95,8 +95,11 @@ def load_runs(results: Results, setups: Iterable[str]) -> dict[tuple[str, str], 
             continue
         ckpts = results.checkpoints(m["name"])
         points = [Point(c["step"], float(c["flops_cumulative"])) for c in ckpts if c["flops_cumulative"] is not None]
-        if not points and m["flops_cumulative"] is not None:
-            points = [Point(FINAL_STEP, float(m["flops_cumulative"]))]  # only the final model is known
+        final = m["flops_cumulative"]
+        if final is not None and (not points or float(final) > points[-1].flops):
+            # The final model is not among the listed checkpoints: it is the run's last point (its
+            # scores live under step -1).
+            points.append(Point(FINAL_STEP, float(final)))
         if points:
             runs[(m["setup"], run_language(m["languages"]))] = Run(m["name"], m["setup"], run_language(m["languages"]),
                                                                    tuple(points))
