@@ -135,7 +135,7 @@ def test_findings_follow_from_the_synthetic_numbers(tmp_path):
     assert got == {1: HOLDS, 2: HOLDS, 3: HOLDS, 4: HOLDS, 5: HOLDS, 6: HOLDS, 7: INCONCLUSIVE, 8: HOLDS, 9: HOLDS}
     assert "LA linear > TIES: 0.617 vs 0.527" in found[6]["evidence"]
     assert "not merged in this run: task arithmetic, MultiSlerp, DARE-TIES" in found[6]["evidence"]
-    assert "1x − 2x at equal compute, 6 scores: 0.008" in found[3]["evidence"]
+    assert "1x − 2x at equal compute, 6 scores: mean Δ +0.008" in found[3]["evidence"]
     assert "(6 pairs, 3 excluded)" in found[3]["evidence"]
     assert "worst da+fa" in found[5]["evidence"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from growmerge.report.view import SETUP_ORDER, StudyView
+from growmerge.report.view import SETUP_ORDER, StudyView, method_sort_key
 from growmerge.study.results import ENGLISH, SCALES
 
 TASK_LABEL = {"la": "LA (accuracy)", "ip": "IP", "fk": "FK (accuracy)"}
@@ -128,8 +128,8 @@ def fig_compute_matched(view: StudyView, out_dir: Path) -> Figure:
 
 def fig_pairwise(view: StudyView, out_dir: Path) -> Figure:
     rows = [r for r in view.merge_rows if r["k"] == 2]
-    methods = sorted({r["method"] for r in rows})
-    method = "linear" if "linear" in methods else (methods[0] if methods else None)
+    methods = sorted({r["method"] for r in rows}, key=method_sort_key)
+    method = methods[0] if methods else None  # linear when it ran: the paper's best method
     f = Figure("fig4", "Pairwise merges (Fig. 4 analog)",
                f"Method {method}: cell (row, column) = score on the row's language of the merge of the row's "
                "and the column's language; the diagonal is the unmerged model of the same scale.")
@@ -173,7 +173,7 @@ def fig_methods(view: StudyView, out_dir: Path) -> Figure:
         f.note = "no data: no scored merges"
         return f
     tasks = [t for t in view.tasks if any(r["task"] == t for r in rows)]
-    methods = sorted({r["method"] for r in rows})
+    methods = sorted({r["method"] for r in rows}, key=method_sort_key)
     scales = [s for s in SCALES if any(r["scale"] == s for r in rows)]
     ks = sorted({r["k"] for r in rows})
 

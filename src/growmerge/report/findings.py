@@ -47,8 +47,13 @@ def margin(d: Cell) -> float:
     return max(FLOOR, 2 * d.se)
 
 
+ZERO = Cell(0.0)  # the reference of claims about a mean difference
+
+
 def _fmt(a: Cell, b: Cell) -> str:
     d = a - b
+    if b is ZERO:
+        return f"mean Δ {a.value:+.3f} (noise ±{margin(d):.3f})"
     return f"{a.value:.3f} vs {b.value:.3f}, Δ {d.value:+.3f} (noise ±{margin(d):.3f})"
 
 
@@ -126,7 +131,7 @@ def _diff_mean(rows: list[dict], sign: Callable[[dict], int] = lambda r: 1) -> C
 
 def finding_4(view: StudyView) -> list[Claim]:
     rows = view.differences
-    zero = Cell(0.0)
+    zero = ZERO
 
     def target(label):
         return [r for r in rows if r["pair"] == label and r["lang"] == r["run_lang"]]

@@ -12,6 +12,13 @@ SETUP_ORDER = RUN_SETUPS + MULTI_SETUPS + ("base_1x", "base_2x", "smollm2")
 REFERENCE = "smollm2"
 
 
+METHOD_ORDER = ("linear", "task_arithmetic", "multislerp", "ties", "dare_ties")  # the paper's ranking
+
+
+def method_sort_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
 def method_key(method: str) -> str:
     """'DARE-TIES', 'dare_ties' and 'dare-ties' are the same method."""
     return method.lower().replace("-", "_")
