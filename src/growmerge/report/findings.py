@@ -131,7 +131,6 @@ def _diff_mean(rows: list[dict], sign: Callable[[dict], int] = lambda r: 1) -> C
 
 def finding_4(view: StudyView) -> list[Claim]:
     rows = view.differences
-    zero = ZERO
 
     def target(label):
         return [r for r in rows if r["pair"] == label and r["lang"] == r["run_lang"]]
@@ -142,10 +141,10 @@ def finding_4(view: StudyView) -> list[Claim]:
     english = _diff_mean([r for r in rows if r["lang"] == ENGLISH])
     pairs, excluded = view.matched
     return [
-        close(f"1x_cloned − 1x at equal compute, {len(target('1x vs 1x_cloned'))} scores", cloned, zero),
-        greater(f"1x − 2x at equal compute, {len(target('1x vs 2x'))} scores", beats, zero),
+        close(f"1x_cloned − 1x at equal compute, {len(target('1x vs 1x_cloned'))} scores", cloned, ZERO),
+        greater(f"1x − 2x at equal compute, {len(target('1x vs 2x'))} scores", beats, ZERO),
         greater(f"English: costlier − cheaper at equal compute, {sum(r['lang'] == ENGLISH for r in rows)} scores "
-                f"({len(pairs)} pairs, {len(excluded)} excluded)", english, zero),
+                f"({len(pairs)} pairs, {len(excluded)} excluded)", english, ZERO),
     ]
 
 
