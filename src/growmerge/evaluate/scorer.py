@@ -59,9 +59,16 @@ class Scorer:
 
     @classmethod
     def from_dir(cls, model_dir, dtype=None, **kwargs) -> "Scorer":
-        from growmerge.artifacts import load_model, load_tokenizer
+        from transformers.utils import logging as hf_logging
 
+        from growmerge.artifacts import load_config, load_model, load_tokenizer
+
+        hf_logging.disable_progress_bar()  # the CLI's stderr is for one-line errors
         tok = load_tokenizer(model_dir, required=True)
+        vocab = getattr(load_config(model_dir), "vocab_size", None)
+        if vocab is not None and len(tok) > vocab:  # checked before paying for the weights
+            raise GrowmergeError(f"{model_dir}: tokenizer has {len(tok)} tokens but the model's vocabulary is "
+                                 f"{vocab}: model and tokenizer do not belong together")
         return cls(load_model(model_dir, dtype=dtype), tok, **kwargs)
 
     # -- tokenisation ---------------------------------------------------------------------------

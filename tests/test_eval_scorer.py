@@ -1,0 +1,147 @@
+"""The scorer against lm-eval-harness's loglikelihood, prefix sharing, and Information Parity."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from conftest import shared_path
+from growmerge.evaluate.pairs import read_blimp, read_own, score_pairs
+from growmerge.evaluate.parity import information_parity, reference_nll
+from growmerge.evaluate.scorer import Scorer
+
+BLIMP_PER_PARADIGM = 25  # 12 paradigms × 25 pairs = 300 pairs (600 lm-eval requests)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from conftest import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("eval") / "tiny", layers=2, hidden=64)
+
+
+@pytest.fixture(scope="module")
+def lm_eval_model(model_dir):
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(model_dir), batch_size=32, device="cpu", dtype="float32")
+
+
+def lm_eval_pair_scores(lm, pairs: list[tuple[str, str]]) -> list[tuple[float, float]]:
+    """What lm-eval's multiple_choice tasks send: empty context, each sentence as a continuation."""
+    from lm_eval.api.instance import Instance
+
+    reqs = [Instance(request_type="loglikelihood", doc={}, arguments=("", s), idx=i)
+            for i, p in enumerate(pairs) for s in p]
+    lls = [r[0] for r in lm.loglikelihood(reqs, disable_tqdm=True)]
+    return list(zip(lls[0::2], lls[1::2]))
+
+
+def blimp_sample() -> list[dict]:
+    rows = []
+    for f in sorted(shared_path("blimp").glob("*.jsonl")):
+        rows += read_blimp(f).pairs[:BLIMP_PER_PARADIGM]
+    return rows
+
+
+def assert_same_decisions(ours, theirs):
+    import numpy as np
+
+    # lm-eval's acc: argmax over [good, bad]; np.argmax picks the first (good) on a tie.
+    lm_correct = [int(np.argmax([g, b]) == 0) for g, b in theirs]
+    our_correct = [int(g >= b) for g, b in ours]
+    assert our_correct == lm_correct
+    gaps = [abs((g - b) - (tg - tb)) for (g, b), (tg, tb) in zip(ours, theirs)]
+    assert max(gaps) < 1e-4
+    assert 0 < sum(our_correct) < len(our_correct)  # a real mix of decisions was compared
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_blimp_decisions_match_lm_eval(model_dir, lm_eval_model, share):
+    rows = blimp_sample()
+    assert len(rows) == 12 * BLIMP_PER_PARADIGM
+    scorer = Scorer.from_dir(model_dir, share_prefix=share, token_budget=512)
+    result = score_pairs(scorer, rows, space_prefix=True)  # lm-eval `blimp`: target delimiter " "
+    theirs = lm_eval_pair_scores(lm_eval_model, [(" " + r["good"], " " + r["bad"]) for r in rows])
+    assert_same_decisions(result["scores"], theirs)
+    assert result["n"] == len(rows)
+
+
+def test_multiblimp_style_own_jsonl_matches_lm_eval(model_dir, lm_eval_model, tmp_path):
+    # MultiBLiMP-style agreement pairs in several languages, scored without a leading space.
+    base = [("Hundurinn sefur.", "Hundurinn sofa."), ("Koer magab.", "Koer magavad."),
+            ("Hunden sover.", "Hunden sova."), ("The dogs sleep.", "The dogs sleeps."),
+            ("Ég fer heim.", "Ég ferð heim."), ("Me elame siin.", "Me elab siin.")]
+    rng = random.Random(0)
+    lines = []
+    for i in range(60):
+        good, bad = base[i % len(base)]
+        extra = rng.choice(["", " Í dag", " Nu", " Today"])
+        lines.append(json.dumps({"good": good[:-1] + extra + ".", "bad": bad[:-1] + extra + ".", "phenomenon": f"p{i % 3}"}))
+    path = tmp_path / "own.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    ps = read_own(path)
+    result = score_pairs(Scorer.from_dir(model_dir), ps)
+    theirs = lm_eval_pair_scores(lm_eval_model, [(r["good"], r["bad"]) for r in ps.pairs])
+    assert_same_decisions(result["scores"], theirs)
+    assert set(result["per_phenomenon"]) == {"p0", "p1", "p2"}
+
+
+def test_prefix_sharing_equals_unshared(tiny_llama):
+    scorer = Scorer.from_dir(tiny_llama(hidden=64, layers=3), token_budget=96)  # many small batches
+    groups = [
+        ["The dog runs over the fence.", "The dog run over the fence."],
+        ["Koer", "Koer hüppab"],  # one alternative is a prefix of the other
+        ["Hunden springer.", "Hunden springa.", "Hunden sprang."],  # K = 3
+        ["A", "B"],  # nothing shared but the BOS
+        ["Hundurinn stökk yfir girðinguna og hljóp heim.", "Hundurinn stökk yfir girðinguna og hlupu heim."],
+    ] * 3
+    shared = scorer.score_groups(groups, share_prefix=True)
+    plain = scorer.score_groups(groups, share_prefix=False)
+    diffs = [abs(a - b) for g1, g2 in zip(shared, plain) for a, b in zip(g1, g2)]
+    assert max(diffs) < 1e-4
+    assert all(x < 0 for g in shared for x in g)
+
+
+def test_loglikelihood_is_a_difference_of_sequence_scores(tiny_llama):
+    scorer = Scorer.from_dir(tiny_llama())
+    ctx, cont = "The quick brown", " fox jumps"
+    lp = scorer.loglikelihood([(ctx, cont), ("The quick brown ", "fox jumps")])
+    whole, prefix = scorer.sequence_nll([ctx + cont, ctx])
+    assert lp[0] == pytest.approx(prefix - whole, abs=1e-4)
+    assert lp[1] == pytest.approx(lp[0], abs=1e-6)  # the trailing space moves to the continuation
+
+
+def test_output_layer_runs_in_float32_on_bf16(tiny_llama):
+    path = tiny_llama()
+    s32 = Scorer.from_dir(path)
+    s16 = Scorer.from_dir(path, dtype=torch.bfloat16)
+    a, b = s32.sequence_nll(["Hunden springer över staketet."]), s16.sequence_nll(["Hunden springer över staketet."])
+    assert a[0] == pytest.approx(b[0], rel=0.05)
+
+
+def test_ip_is_one_for_own_reference(model_dir, tmp_path):
+    par = tmp_path / "par.jsonl"
+    rows = [{"id": i, "en": t, "tgt": t, "lang": "sv"} for i, t in
+            enumerate(["The dog sleeps.", "Open the file menu.", "Click the button to save."])]
+    par.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scorer = Scorer.from_dir(model_dir)
+    ref = reference_nll(model_dir, par, tmp_path / "cache", scorer=scorer)
+    ip = information_parity(scorer, rows, ref)
+    assert ip["value"] == pytest.approx(1.0, abs=1e-6) and ip["std"] == pytest.approx(0.0, abs=1e-6)
+    assert ip["n"] == 3
+    # The reference NLLs are cached per (model fingerprint, dataset): a second call never scores.
+    cached = list((tmp_path / "cache" / "reference_nll").glob("*.json"))
+    assert len(cached) == 1
+
+    class Exploding:
+        def sequence_nll(self, texts):
+            raise AssertionError("reference recomputed despite the cache")
+
+    assert reference_nll(model_dir, par, tmp_path / "cache", scorer=Exploding()) == ref
+    # A different target side changes IP away from 1.
+    other = [dict(r, tgt=r["tgt"].upper()) for r in rows]
+    assert information_parity(scorer, other, ref)["value"] != pytest.approx(1.0, abs=1e-3)
