@@ -122,8 +122,8 @@ def pack(tok_dir, text_file, out, workers=1, **kw):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    with packing.Packer(tok_dir / "tokenizer.json", workers) as p:
-        return p.pack(text_file, out, seq_len=16, eos_id=tok.eos_token_id, vocab_size=len(tok),
+    with packing.Packer(tok_dir / "tokenizer.json", workers, tok.eos_token_id) as p:
+        return p.pack(text_file, out, seq_len=16, vocab_size=len(tok),
                       tokenizer_hash="h", input_hash="i", **kw), tok
 
 

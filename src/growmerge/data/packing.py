@@ -14,7 +14,7 @@ import json
 import multiprocessing as mp
 import os
 from collections import deque
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -26,20 +26,24 @@ from growmerge.data.shards import meta_path, token_dtype
 BATCH_DOCS = 256
 CHECKPOINT_EVERY = 16  # batches between progress records
 
-_worker_tokenizer = None
+_worker = {}
 
 
-def _init_worker(tokenizer_file: str) -> None:
-    global _worker_tokenizer
+def _init_worker(tokenizer_file: str, eos_id: int) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the pool is the parallelism
     from tokenizers import Tokenizer
 
-    _worker_tokenizer = Tokenizer.from_file(tokenizer_file)
+    _worker.update(tokenizer=Tokenizer.from_file(tokenizer_file), eos=eos_id)
 
 
-def _encode(texts: list[str]) -> tuple[list[np.ndarray], int]:
-    encs = _worker_tokenizer.encode_batch(texts, add_special_tokens=False)
-    return [np.asarray(e.ids, dtype=np.uint32) for e in encs], sum(map(len, texts))
+def _encode(texts: list[str]) -> tuple[np.ndarray, int, int]:
+    """One batch: the token ids of its documents, each followed by EOS, as one array (one pickle
+    per batch keeps the parent, which only writes, from becoming the bottleneck)."""
+    encs = _worker["tokenizer"].encode_batch(texts, add_special_tokens=False)
+    eos = [_worker["eos"]]
+    ids = np.fromiter(chain.from_iterable(e.ids + eos for e in encs), dtype=np.uint32,
+                      count=sum(len(e.ids) + 1 for e in encs))
+    return ids, len(texts), sum(map(len, texts))
 
 
 def read_texts(path: Path, skip: int = 0) -> Iterator[str]:
@@ -57,17 +61,17 @@ def batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 class Packer:
     """Packs many shards with one worker pool (start-up is paid once)."""
 
-    def __init__(self, tokenizer_file: Path, workers: int):
-        self.tokenizer_file = str(tokenizer_file)
+    def __init__(self, tokenizer_file: Path, workers: int, eos_id: int):
+        self.init_args = (str(tokenizer_file), eos_id)
         self.workers = workers
         self.pool = None
 
     def __enter__(self):
         if self.workers > 1:
             # spawn: forking a process whose tokenizer already ran Rust threads can deadlock.
-            self.pool = mp.get_context("spawn").Pool(self.workers, _init_worker, (self.tokenizer_file,))
+            self.pool = mp.get_context("spawn").Pool(self.workers, _init_worker, self.init_args)
         else:
-            _init_worker(self.tokenizer_file)
+            _init_worker(*self.init_args)
         return self
 
     def __exit__(self, *exc):
@@ -75,7 +79,7 @@ class Packer:
             self.pool.terminate()
             self.pool.join()
 
-    def encoded(self, texts: Iterable[str]) -> Iterator[tuple[list[np.ndarray], int]]:
+    def encoded(self, texts: Iterable[str]) -> Iterator[tuple[np.ndarray, int, int]]:
         """Token ids per document and characters, batch by batch, in order. At most a few batches
         per worker are in flight (Pool.imap would read the whole input ahead: unbounded memory)."""
         groups = batches(texts, BATCH_DOCS)
@@ -89,7 +93,7 @@ class Packer:
                 window.append(self.pool.apply_async(_encode, (g,)))
             yield result
 
-    def pack(self, text_file: Path, bin_path: Path, *, seq_len: int, eos_id: int, vocab_size: int,
+    def pack(self, text_file: Path, bin_path: Path, *, seq_len: int, vocab_size: int,
              tokenizer_hash: str, input_hash: str, stop_after: int | None = None) -> dict:
         """Pack `text_file` (JSONL with "text") into `bin_path`; return its meta. `stop_after`
         (batches) simulates an interruption for tests."""
@@ -114,12 +118,12 @@ class Packer:
             out.seek(state["bytes"])
             carry = np.asarray(state["carry"], dtype=np.uint32)
             texts = read_texts(text_file, skip=state["docs"])
-            for n, (encoded, chars) in enumerate(self.encoded(texts), 1):
-                ids = np.concatenate([carry] + [np.append(e, eos_id) for e in encoded])
+            for n, (batch, docs, chars) in enumerate(self.encoded(texts), 1):
+                ids = np.concatenate([carry, batch])
                 full = len(ids) // seq_len * seq_len
                 out.write(ids[:full].astype(dtype).tobytes())
                 carry = ids[full:]
-                state["docs"] += len(encoded)
+                state["docs"] += docs
                 state["characters"] += chars
                 if n % CHECKPOINT_EVERY == 0 or n == stop_after:
                     out.flush()
@@ -128,13 +132,13 @@ class Packer:
                 if n == stop_after:
                     raise KeyboardInterrupt(f"stopped after {n} batches (test)")
             if len(carry):
-                pad = np.full(seq_len - len(carry), eos_id, dtype=np.uint32)
+                pad = np.full(seq_len - len(carry), self.init_args[1], dtype=np.uint32)
                 out.write(np.concatenate([carry, pad]).astype(dtype).tobytes())
             size = out.tell()
         tokens = size // dtype.itemsize
         meta = {"dtype": dtype.name, "seq_len": seq_len, "sequences": tokens // seq_len, "tokens": tokens,
                 "documents": state["docs"], "characters": state["characters"], "vocab_size": vocab_size,
-                "eos_id": eos_id, **identity, "complete": True}
+                "eos_id": self.init_args[1], **identity, "complete": True}
         os.replace(partial, bin_path)
         write_json_atomic(mp_, meta)  # last: its "complete" makes the shard visible
         progress_file.unlink(missing_ok=True)

@@ -96,14 +96,14 @@ def pack_all(spec: DataSpec, run_dir: Path, tok_dir: Path, split_stamp: dict, lo
     tok = AutoTokenizer.from_pretrained(tok_dir)
     thash = tokenizer_hash(tok_dir)
     data_dir, metas = run_dir / "data", {}
-    with Packer(tok_dir / "tokenizer.json", spec.workers) as packer:
+    with Packer(tok_dir / "tokenizer.json", spec.workers, tok.eos_token_id) as packer:
         for stream in spec.output_streams():
             (data_dir / stream).mkdir(parents=True, exist_ok=True)
             for split in ("train", "eval"):
                 t = time.time()
                 metas[f"{stream}/{split}"] = packer.pack(
                     data_dir / "text" / f"{stream}.{split}.jsonl", data_dir / stream / f"{split}.bin",
-                    seq_len=spec.seq_len, eos_id=tok.eos_token_id, vocab_size=len(tok), tokenizer_hash=thash,
+                    seq_len=spec.seq_len, vocab_size=len(tok), tokenizer_hash=thash,
                     input_hash=f"{split_stamp['fingerprint']}/{stream}/{split}")
                 log(f"pack {stream}/{split}: {metas[f'{stream}/{split}']['tokens']:,} tokens, {time.time() - t:.1f} s")
     return metas
