@@ -88,9 +88,9 @@ def test_to_csv_table_and_select(tmp_path):
     out = res.to_csv("scores", tmp_path / "scores.csv")
     rows = list(csv.DictReader(out.open()))
     assert [r["model"] for r in rows] == ["a", "b"] and rows[1]["value"] == "0.75"
-    out = res.to_csv("SELECT model, value * 2 AS twice FROM scores WHERE model = 'b'", tmp_path / "q.csv")
+    out = res.to_csv("SELECT model, value * 2 AS twice FROM scores WHERE model = 'b'", tmp_path / "new" / "q.csv")
     assert list(csv.reader(out.open())) == [["model", "twice"], ["b", "1.5"]]
-    assert not list(tmp_path.glob("*.tmp-*"))
+    assert not list(tmp_path.glob("**/*.tmp-*"))
 
 
 def test_headline_cells_average_datasets_with_standard_errors(tmp_path):

@@ -203,6 +203,7 @@ class Results:
         except sqlite3.Error as exc:
             raise GrowmergeError(f"SQL error: {exc} (tables: {', '.join(TABLES)})") from None
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
