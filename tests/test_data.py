@@ -168,6 +168,17 @@ def test_packing_resumes_after_interruption_and_never_exposes_partial(tmp_path, 
     assert skipped == []
 
 
+def test_no_apt_lists_without_root_names_the_command(tmp_path, monkeypatch):
+    from growmerge.data import debian
+
+    monkeypatch.setattr(debian, "APT_LISTS", tmp_path)
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setenv("GROWMERGE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(GrowmergeError, match=r"run `sudo apt-get update` once"):
+        debian.package_root("manpages")
+
+
 def test_incomplete_meta_is_refused(tmp_path):
     (tmp_path / "x.bin").write_bytes(np.zeros(32, np.uint16).tobytes())
     (tmp_path / "x.meta.json").write_text(json.dumps({"dtype": "uint16", "seq_len": 16, "sequences": 2}))
@@ -258,6 +269,7 @@ def test_manifest_shards_and_card(prepared):
     assert tok.bos_token and tok.eos_token and tok.eos_token_id == manifest_eos(run)
     card = (run / "data" / "card.md").read_text()
     assert all(f"| {name} |" in card for name in manifest["streams"])
+    assert manifest["eos_id"] == tok.eos_token_id and manifest["bos_id"] == tok.bos_token_id
     sv_sents = (run / "data" / "eval" / "sentences" / "sv.txt").read_text().splitlines()
     assert sv_sents and all(s.startswith("Den") or s.startswith("Ett") for s in sv_sents)
 
@@ -325,6 +337,7 @@ def bad_configs(root: Path) -> dict[str, tuple[dict, str]]:
     ok = corpus_spec(root)
     return {
         "unknown language": ({**ok, "languages": ["sv", "xx"]}, "unknown language code 'xx'"),
+        "english as a target": ({**ok, "languages": ["sv", "en"]}, "always included"),
         "no stream for a language": ({**ok, "languages": ["sv", "is", "et"]}, "no stream for et"),
         "typo key": ({**ok, "seqlen": 3}, "seqlen"),
         "missing file": ({**ok, "streams": {**ok["streams"], "is": {
@@ -336,7 +349,7 @@ def bad_configs(root: Path) -> dict[str, tuple[dict, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["unknown language", "no stream for a language", "typo key", "missing file",
+@pytest.mark.parametrize("case", ["unknown language", "english as a target", "no stream for a language", "typo key", "missing file",
                                   "empty source", "tokenizer too big"])
 def test_bad_config_is_one_line_exit_2(tmp_path, case):
     make_corpus(tmp_path)

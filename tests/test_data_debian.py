@@ -70,6 +70,8 @@ def test_no_evaluation_english_in_any_english_training_text(real_run):
                 for p in paragraphs(d["text"])]
     assert len(train_en) > 1000
     assert not {text_key(p) for p in train_en} & eval_en
+    english = read_jsonl(ev / "parallel" / "en.jsonl")  # the English sides, paired with themselves
+    assert {text_key(p["en"]) for p in english} == eval_en and all(p["en"] == p["tgt"] for p in english)
     # Evaluation pages are evaluation pages in every language: no group on both sides anywhere.
     eval_groups = {d["group"] for s in manifest["streams"] for d in read_jsonl(text / f"{s}.eval.jsonl")}
     train_groups = {d["group"] for s in manifest["streams"] for d in read_jsonl(text / f"{s}.train.jsonl")}

@@ -24,7 +24,7 @@ from growmerge.data.card import render_card
 from growmerge.data.packing import Packer
 from growmerge.data.sources import EXTRACTOR_VERSION
 from growmerge.data.spec import DataSpec
-from growmerge.data.splits import SplitState, split_stream, stream_order
+from growmerge.data.splits import SplitState, dedup_pairs, split_stream, stream_order
 from growmerge.data.tokenizer import balanced_sample, load_pretrained, tokenizer_hash, train_bpe
 
 STAMP = "growmerge-data.json"
@@ -50,24 +50,29 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
             stats.update(split_stream(name, spec.streams[name], spec, tmp, state))
             log(f"split {name}: {time.time() - t:.1f} s")
         with atomic_dir(eval_dir, force=True) as etmp:
-            write_eval_sets(etmp, state)
+            english = write_eval_sets(etmp, state)
         stamp = {"fingerprint": fingerprint, "streams": stats,
-                 "eval": {"pairs": {k: len(v) for k, v in state.pairs.items() if v},
+                 "eval": {"pairs": {k: len(v) for k, v in state.pairs.items() if v} | {"en": len(english)},
                           "sentences": {k: len(v) for k, v in state.sentences.items() if v}}}
         write_json_atomic(tmp / STAMP, stamp)
     return stamp
 
 
-def write_eval_sets(eval_dir: Path, state: SplitState) -> None:
+def write_eval_sets(eval_dir: Path, state: SplitState) -> list[dict]:
     (eval_dir / "parallel").mkdir()
     (eval_dir / "sentences").mkdir()
-    for lang, pairs in state.pairs.items():
+    # en.jsonl (English with itself): the English sides, held out from all English training, for
+    # Information Parity on English as a forgetting measure.
+    english = dedup_pairs([{"id": p["id"], "en": p["en"], "tgt": p["en"], "lang": "en"}
+                           for ps in state.pairs.values() for p in ps])
+    for lang, pairs in {**state.pairs, "en": english}.items():
         if pairs:
             with open(eval_dir / "parallel" / f"{lang}.jsonl", "w", encoding="utf-8") as fh:
                 fh.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
     for lang, sents in state.sentences.items():
         if sents:
             (eval_dir / "sentences" / f"{lang}.txt").write_text("\n".join(sents) + "\n", encoding="utf-8")
+    return english
 
 
 def build_tokenizer(spec: DataSpec, run_dir: Path, split_stamp: dict) -> Path:
@@ -140,7 +145,11 @@ def make_manifest(spec: DataSpec, split_stamp: dict, metas: dict, tok_dir: Path,
                     "tokens": metas[f"{stream}/{split}"]["tokens"],
                     "sequences": metas[f"{stream}/{split}"]["sequences"],
                     "shard": f"data/{stream}/{split}.bin"} for split in ("train", "eval")}}
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
     return {"fingerprint": fingerprint, "seq_len": spec.seq_len, "tokenizer": "tokenizer",
+            "bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id,
             "tokenizer_hash": tokenizer_hash(tok_dir), "vocab_size": metas[next(iter(metas))]["vocab_size"],
             "languages": spec.languages, "streams": streams, "eval": split_stamp["eval"]}
 

@@ -137,6 +137,8 @@ class DataSpec(Strict):
             check_language(stream.lang, f"streams.{name}.lang")
         for lang in self.languages:
             check_language(lang, "languages")
+            if lang in (CODE, ENGLISH):
+                raise ValueError(f"languages lists target languages; {lang} is always included as its own stream")
         langs = {s.lang for s in self.streams.values()}
         missing = [x for x in [CODE, ENGLISH, *self.languages] if x not in langs]
         if missing:
