@@ -76,6 +76,9 @@ def export_hf(model, d: Dist, out: Path, tokenizer_src: Path | None, meta: dict)
     inner = unwrapped(model)
     if d.world > 1:
         sd = get_model_state_dict(inner, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if getattr(inner.config, "tie_word_embeddings", False):
+            # Gathered shards are separate copies, so save_pretrained cannot see the tie; the HF format omits it.
+            sd.pop("lm_head.weight", None)
     else:
         sd = inner.state_dict()
     if d.main:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from growmerge.artifacts import load_model, load_tokenizer, read_meta
+from growmerge.artifacts import is_local, load_model, load_tokenizer, read_meta
 from growmerge.data.mixture import Mixture
 from growmerge.errors import GrowmergeError
 from growmerge.train import checkpoint as ckpt
@@ -94,6 +94,8 @@ def build_model(init: str, spec: TrainSpec, stream: Stream, tok_src: Path | None
         torch.manual_seed(spec.seed)
         model, prior = LlamaForCausalLM(config), 0.0
     else:
+        if is_local(init) and not Path(init).is_dir():
+            raise GrowmergeError(f"init {init!r} is neither a model directory nor a preset ({', '.join(PRESETS)})")
         model, prior = load_model(init), float(read_meta(init).get("flops", {}).get("cumulative", 0.0))
     v = model.config.vocab_size
     if stream.vocab_size > v:
