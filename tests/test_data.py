@@ -310,6 +310,16 @@ def test_mixtures_follow_the_replay_rule_and_unimax(prepared):
         assert all(read_shard_meta(i.shard)["complete"] for i in m.items)
 
 
+def test_pretrained_tokenizer_from_a_local_path(prepared, tmp_path, tok_dir):
+    spec, run, manifest = prepared
+    spec = spec.model_copy(update={"tokenizer": spec.tokenizer.model_copy(update={"pretrained": str(tok_dir)})})
+    m = prepare_data(spec, tmp_path / "run")
+    assert m["vocab_size"] == 320 and m["tokenizer_hash"] != manifest["tokenizer_hash"]
+    assert (tmp_path / "run/tokenizer/tokenizer.json").read_bytes() != (run / "tokenizer/tokenizer.json").read_bytes()
+    arr, meta = open_shard(tmp_path / "run" / m["streams"]["sv"]["train"]["shard"])
+    assert int(arr.max()) < 320 and meta["eos_id"] == m["eos_id"]
+
+
 def test_hf_dataset_source_streams_local_parquet_and_jsonl(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -381,3 +391,18 @@ def test_cli_card_and_missing_run_dir(prepared, tmp_path):
     assert proc.returncode == 2 and "data prepare" in proc.stderr
     proc = subprocess.run([*GROWMERGE, "data", "prepare", str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert proc.returncode == 2 and "no such config file" in proc.stderr
+
+
+def test_files_source_reads_txt_jsonl_in_a_directory(tmp_path):
+    from growmerge.data.sources import documents
+    from growmerge.data.spec import Files
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("A whole file is one document.\n\nTwo paragraphs.")
+    write_docs(tmp_path / "d" / "b.jsonl", ["row zero", "row one"])
+    (tmp_path / "d" / "skip.md").write_text("not read")
+    docs = list(documents(Files(kind="files", paths=[tmp_path / "d"], group_field="group"), "en"))
+    assert [(Path(d["group"]).name if d["group"].endswith(".txt") else d["group"], d["text"]) for d in docs] == [
+        ("a.txt", "A whole file is one document.\n\nTwo paragraphs."), ("0", "row zero"), ("1", "row one")]
+    with pytest.raises(GrowmergeError, match="no field 'body'"):
+        list(documents(Files(kind="files", paths=[tmp_path / "d" / "b.jsonl"], text_field="body"), "en"))

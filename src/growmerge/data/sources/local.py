@@ -18,6 +18,8 @@ def records_to_docs(rows: Iterable[dict], spec, lang: str, origin: str) -> Itera
         if not isinstance(text, str) or not text.strip():
             continue
         doc_id = str(row.get(getattr(spec, "id_field", None) or "", f"{origin}:{i}"))
+        if spec.group_field and spec.group_field not in row:
+            raise GrowmergeError(f"{origin}: row {i} has no group field {spec.group_field!r}; set group_field")
         group = str(row[spec.group_field]) if spec.group_field else doc_id
         yield {"id": doc_id, "group": group, "lang": lang, "text": text, "source": origin}
 
@@ -31,13 +33,11 @@ def read_rows(path: Path) -> Iterator[dict]:
                         yield json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise GrowmergeError(f"{path} line {n}: not JSON ({exc.msg})") from None
-    elif path.suffix == ".parquet":
+    else:
         import pyarrow.parquet as pq
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
             yield from batch.to_pylist()
-    else:
-        yield {"text": path.read_text(encoding="utf-8", errors="replace")}
 
 
 def files(spec, lang: str) -> Iterator[dict]:
@@ -45,17 +45,17 @@ def files(spec, lang: str) -> Iterator[dict]:
         base = Path(base).expanduser()
         if not base.exists():
             raise GrowmergeError(f"files source: {base} does not exist")
-        paths = sorted(p for p in base.rglob("*") if p.suffix in (".txt", ".jsonl", ".parquet")) \
-            if base.is_dir() else [base]
         if base.is_file() and base.suffix not in (".txt", ".jsonl", ".parquet"):
             raise GrowmergeError(f"files source: {base} is not .txt, .jsonl or .parquet")
+        paths = sorted(p for p in base.rglob("*") if p.suffix in (".txt", ".jsonl", ".parquet")) \
+            if base.is_dir() else [base]
         for path in paths:
-            origin = str(path) if path.suffix != ".txt" else str(path)
-            rows = read_rows(path)
-            if path.suffix == ".txt":
-                yield from ({**d, "id": str(path), "group": str(path)} for d in records_to_docs(rows, spec, lang, origin))
+            if path.suffix == ".txt":  # the file is the document and its group
+                text = path.read_text(encoding="utf-8", errors="replace")
+                if text.strip():
+                    yield {"id": str(path), "group": str(path), "lang": lang, "text": text, "source": str(path)}
             else:
-                yield from records_to_docs(rows, spec, lang, origin)
+                yield from records_to_docs(read_rows(path), spec, lang, str(path))
 
 
 def hf_dataset(spec, lang: str) -> Iterator[dict]:
