@@ -16,6 +16,7 @@ import torch
 
 from growmerge.artifacts import atomic_dir, copy_tokenizer_files, ensure_free, read_meta, write_meta
 from growmerge.merge.config import MergeSpec
+from growmerge.merge.fast import round_in_place
 from growmerge.merge.methods import METHODS, Ctx, Method, Params
 from growmerge.merge.tensorio import ModelTensors, ShardWriter, TensorInfo, merged_layout
 
@@ -55,22 +56,32 @@ class MergeJob:
     out: Path | None = None
     writer: ShardWriter | None = field(default=None, repr=False)
 
-    def merge_tensor(self, name: str, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def merge_tensor(self, name: str, inputs: list, out_buf: torch.Tensor) -> torch.Tensor:
+        """The merged tensor `name`. compat: `inputs` are full tensors in the config dtype; default:
+        as stored, and the result is written into `out_buf` (a reused uint8 buffer)."""
         base = inputs[self.base] if self.base is not None else None
         first = base if base is not None else inputs[self.models[0]]
         if not first.is_floating_point():  # integer buffers are copied, never averaged
             return first
-        self.ctx.name = name
-        result = self.method.fn([inputs[i] for i in self.models], base, self.params, self.ctx)
-        return result.to(self.out_dtype or first.dtype)
+        self.ctx.name, self.ctx.shape = name, tuple(first.shape)
+        xs = [inputs[i] for i in self.models]
+        if self.ctx.compat:
+            result = self.method.compat(xs, base, self.params, self.ctx)
+            return result.to(self.out_dtype or first.dtype)
+        info = self.writer.layout[name]
+        out = out_buf[: info.nbytes].view(info.dtype)
+        flat = base.reshape(-1) if base is not None else None
+        self.method.fast([x.reshape(-1) for x in xs], flat, self.params, self.ctx, out)
+        return out.view(first.shape)
 
 
 def job_for(spec: MergeSpec, compat: bool, models: list[int], base: int | None) -> MergeJob:
     method = METHODS[spec.merge_method]
     seed = spec.seed if spec.seed is not None else 0
     out = spec.out_dtype or spec.dtype
-    return MergeJob(method, method.resolve(spec), models, base, Ctx(compat=compat, seed=seed),
-                    DTYPE[out] if out else None)
+    rounded, compute = load_dtype(spec, compat)
+    ctx = Ctx(compat=compat, seed=seed, rounded=rounded, compute=compute or torch.float32)
+    return MergeJob(method, method.resolve(spec), models, base, ctx, DTYPE[out] if out else None)
 
 
 def output_layout(layout: dict[str, TensorInfo], out_dtype: torch.dtype | None) -> dict[str, TensorInfo]:
@@ -117,26 +128,33 @@ def open_inputs(spec: MergeSpec) -> tuple[list[ModelTensors], int | None]:
     return [ModelTensors(p) for p in paths], (0 if spec.base_path else None)
 
 
-def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], rounded, compute, progress=None) -> None:
-    """Stream every tensor name once through all jobs: each input tensor is read and cast once.
+def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, rounded, progress=None) -> None:
+    """Stream every tensor name once through all jobs: each input tensor is read once.
 
-    `progress(total)` may return a callback that is called after each tensor name."""
+    Reads go into one reused buffer per input and default-mode results into one reused output
+    buffer: fresh full-size tensors would pay page faults on every tensor. `progress(total)` may
+    return a callback that is called after each tensor name."""
     layout = merged_layout(readers)
     tick = progress(len(layout)) if progress else None
     for job in jobs:
         job.writer = ShardWriter(job.out, output_layout(layout, job.out_dtype))
     needed = sorted({i for job in jobs for i in job.models + ([job.base] if job.base is not None else [])})
+    bufs = {i: torch.empty(max(readers[i].info[n].nbytes for n in layout), dtype=torch.uint8) for i in needed}
+    out_buf = torch.empty(max(i.nbytes for job in jobs for i in job.writer.layout.values()), dtype=torch.uint8)
     for name in layout:
         inputs: list = [None] * len(readers)
         for i in needed:
-            inputs[i] = prepare(readers[i].get(name), rounded, compute)
+            inputs[i] = readers[i].read(name, bufs[i])
+            inputs[i] = prepare(inputs[i], rounded, None) if compat else round_in_place(inputs[i], rounded)
         for job in jobs:
-            job.writer.write(name, job.merge_tensor(name, inputs))
+            job.writer.write(name, job.merge_tensor(name, inputs, out_buf))
         del inputs
         if tick:
             tick()
     for job in jobs:
         job.writer.finish()
+    for r in readers:
+        r.close()
 
 
 def finish_dir(tmp: Path, donor: ModelTensors, out_dtype: str | None, meta: dict) -> None:
@@ -155,9 +173,8 @@ def merge(spec: MergeSpec, out: Path, compat: bool = False, force: bool = False,
     readers, base = open_inputs(spec)
     first_model = 1 if base is not None else 0
     job = job_for(spec, compat, list(range(first_model, len(readers))), base)
-    rounded, compute = load_dtype(spec, compat)
     with atomic_dir(out, force=force) as tmp:
         job.out = tmp
-        run_jobs(readers, [job], rounded, compute)
+        run_jobs(readers, [job], compat, job.ctx.rounded)
         finish_dir(tmp, readers[0], spec.out_dtype or spec.dtype, merge_meta(spec, compat, warnings, meta))
     return out

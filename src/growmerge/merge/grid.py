@@ -15,7 +15,7 @@ from typing import Callable
 from growmerge.artifacts import atomic_dir
 from growmerge.errors import GrowmergeError
 from growmerge.merge.config import MergeSpec, parse_spec
-from growmerge.merge.engine import finish_dir, job_for, load_dtype, merge_meta, run_jobs
+from growmerge.merge.engine import finish_dir, job_for, merge_meta, run_jobs
 from growmerge.merge.methods import METHODS
 from growmerge.merge.tensorio import ModelTensors
 
@@ -80,7 +80,6 @@ def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], s
     if not cells:
         return outputs
     readers = [ModelTensors(p) for p in order]
-    rounded, compute = load_dtype(cells[0][0], compat)
     with contextlib.ExitStack() as stack:
         jobs = []
         for spec, out, idx in cells:
@@ -88,7 +87,7 @@ def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], s
             job = job_for(spec, compat, idx, 0 if uses_base else None)
             job.out = stack.enter_context(atomic_dir(out))
             jobs.append((job, spec))
-        run_jobs(readers, [j for j, _ in jobs], rounded, compute, progress)
+        run_jobs(readers, [j for j, _ in jobs], compat, jobs[0][0].ctx.rounded, progress)
         for job, spec in jobs:
             donor = readers[job.base if job.base is not None else job.models[0]]
             finish_dir(job.out, donor, spec.out_dtype or spec.dtype, merge_meta(spec, compat, [], None))

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from growmerge.errors import GrowmergeError
+from growmerge.merge import fast
 
 REQUIRED = object()
 
@@ -55,8 +56,11 @@ class Ctx:
 
     compat: bool = False
     seed: int = 0
+    rounded: torch.dtype | None = None  # the config dtype inputs are rounded to on load
+    compute: torch.dtype = torch.float32  # default mode's arithmetic dtype
     generator: torch.Generator | None = None  # compat DARE: one stream per merge, seeded once
     name: str = ""  # the tensor being merged (default-mode DARE seeds from it)
+    shape: tuple = ()
 
     def torch_generator(self) -> torch.Generator:
         if self.generator is None:
@@ -79,26 +83,6 @@ def magnitude_mask_compat(d: torch.Tensor, density: float) -> torch.Tensor:
     return mask.view_as(d)
 
 
-def magnitude_mask_fast(d: torch.Tensor, density: float) -> torch.Tensor:
-    """Boolean mask of exactly k largest |d|: above the k-th value, ties taken in index order.
-
-    np.partition (introselect) finds the k-th value in O(n) -- ~20x cheaper than a full argsort.
-    """
-    a = d.abs().reshape(-1)
-    n = a.numel()
-    k = top_k_count(density, n)
-    if k >= n:
-        return torch.ones_like(d, dtype=torch.bool)
-    flat = a.float().numpy()
-    t = float(np.partition(flat, n - k)[n - k])
-    keep = a > t
-    need = k - int(torch.count_nonzero(keep))
-    if need > 0:
-        ties = torch.nonzero(a == t).view(-1)[:need]
-        keep[ties] = True
-    return keep.view_as(d)
-
-
 def rescale_l1(before: torch.Tensor, masked: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """Scale `masked` so its L1 norm equals that of `before` (DARE's rescale; mergekit's order)."""
     b, a = before.abs().sum(), masked.abs().sum()
@@ -116,15 +100,6 @@ def bernoulli_compat(d: torch.Tensor, density: float, rescale: bool, gen: torch.
     return (rescale_l1(x, masked) if rescale else masked).to(d.dtype)
 
 
-def bernoulli_fast(d: torch.Tensor, density: float, rescale: bool, ctx: Ctx, index: int) -> torch.Tensor:
-    """DARE drop with a PCG64 stream seeded by (seed, tensor name, model index); d is float32."""
-    seq = np.random.SeedSequence([ctx.seed & 0xFFFFFFFF, zlib.crc32(ctx.name.encode()), index])
-    u = np.random.Generator(np.random.PCG64(seq)).random(d.numel(), dtype=np.float32)
-    keep = torch.from_numpy(u).view_as(d) < density
-    masked = d * keep
-    return rescale_l1(d, masked) if rescale else masked
-
-
 # ---------------------------------------------------------------------------------------------
 # Methods
 # ---------------------------------------------------------------------------------------------
@@ -134,19 +109,12 @@ def linear(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
     acc_dtype = torch.float64 if first.dtype == torch.float64 else torch.float32
     w = torch.tensor([p.weights], dtype=acc_dtype)
     shape = (1,) + (1,) * first.ndim
-    if ctx.compat:
-        acc = torch.zeros((1, *first.shape), dtype=acc_dtype)
-        for x, c in zip(xs, w.unbind(1)):
-            acc.addcmul_(x.unsqueeze(0), c.reshape(shape))
-        if p.normalize:
-            acc.div_(w.sum(dim=1).reshape(shape))
-        return acc[0].to(first.dtype)
-    acc = xs[0].to(acc_dtype) * p.weights[0]
-    for x, wi in zip(xs[1:], p.weights[1:]):
-        acc.add_(x.to(acc_dtype), alpha=wi)
+    acc = torch.zeros((1, *first.shape), dtype=acc_dtype)
+    for x, c in zip(xs, w.unbind(1)):
+        acc.addcmul_(x.unsqueeze(0), c.reshape(shape))
     if p.normalize:
-        acc.div_(sum(p.weights))
-    return acc
+        acc.div_(w.sum(dim=1).reshape(shape))
+    return acc[0].to(first.dtype)
 
 
 def _task_vectors_compat(xs, base, p: Params, ctx: Ctx, sparsify: str | None) -> torch.Tensor:
@@ -163,7 +131,8 @@ def _task_vectors_compat(xs, base, p: Params, ctx: Ctx, sparsify: str | None) ->
 
 
 def _generalized_task_arithmetic(sparsify: str | None, consensus: bool) -> Callable:
-    """Task arithmetic / TIES / DARE: sparsify each task vector, weight, elect signs, combine."""
+    """Task arithmetic / TIES / DARE in compat mode: sparsify each task vector, weight, elect signs
+    by the sign of the sum, combine, normalise by the agreeing weights."""
 
     def compat(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
         deltas = _task_vectors_compat(xs, base, p, ctx, sparsify)
@@ -188,40 +157,7 @@ def _generalized_task_arithmetic(sparsify: str | None, consensus: bool) -> Calla
             mixed *= p.lam
         return (base + mixed).to(base.dtype)
 
-    def fast(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
-        deltas = []
-        for i, x in enumerate(xs):
-            d = x - base
-            if sparsify == "magnitude" and p.densities[i] < 1:
-                kept = d * magnitude_mask_fast(d, p.densities[i])
-                d = rescale_l1(d, kept) if p.rescale else kept
-            elif sparsify == "random" and p.densities[i] < 1:
-                d = bernoulli_fast(d, p.densities[i], p.rescale, ctx, i)
-            if p.weights[i] != 1:
-                d.mul_(p.weights[i])
-            deltas.append(d)
-        mixed = deltas[0].clone()
-        for d in deltas[1:]:
-            mixed.add_(d)
-        if consensus:
-            majority = torch.where(mixed >= 0, 1.0, -1.0)
-            mixed.zero_()
-            divisor = torch.zeros_like(mixed)
-            for d, wi in zip(deltas, p.weights):
-                agree = (d * majority) > 0  # zeros never agree, as in mergekit
-                mixed.add_(d.mul_(agree))
-                divisor.add_(agree.to(divisor.dtype), alpha=wi)
-            divisor[divisor == 0] = 1
-            if p.normalize:
-                mixed.div_(divisor)
-        elif p.normalize:
-            total = sum(p.weights)
-            mixed.div_(total if abs(total) >= 1e-8 else 1.0)
-        if p.lam != 1:
-            mixed.mul_(p.lam)
-        return mixed.add_(base)
-
-    return lambda xs, base, p, ctx: (compat if ctx.compat else fast)(xs, base, p, ctx)
+    return compat
 
 
 def multislerp(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
@@ -240,7 +176,7 @@ def multislerp(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
     mean = (unit * w.view(-1, 1)).sum(0)
     mean_norm = torch.norm(mean)
     if mean_norm < p.eps:
-        if len(xs) != 2 and ctx.compat:
+        if len(xs) != 2:
             raise GrowmergeError(
                 f"multislerp: the weighted mean of the unit task vectors of {ctx.name} is zero "
                 "(antipodal inputs); change the weights or drop --mergekit-compat"
@@ -280,6 +216,12 @@ def slerp(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
     return (ca * a + cb * b).reshape(v0.shape).to(v0.dtype if ctx.compat else dtype)
 
 
+def slerp_fast(xs, base, p: Params, ctx: Ctx, out: torch.Tensor) -> None:
+    full = slice(0, out.numel())
+    out.copy_(slerp([fast.load(xs[0], full, ctx).view(ctx.shape)], fast.load(base, full, ctx).view(ctx.shape),
+                    p, ctx).reshape(-1))
+
+
 # ---------------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +230,8 @@ class Method:
     """A merge method, its parameters (mergekit names and defaults) and which of them matter."""
 
     name: str
-    fn: Callable
+    compat: Callable  # (xs, base, params, ctx) -> tensor, mergekit's operations in its order
+    fast: Callable  # (flat xs, flat base, params, ctx, flat out) -> None, float32 and chunked
     base: str  # "required" | "optional" | "forbidden"
     per_model: dict[str, object] = field(default_factory=dict)  # name -> default (REQUIRED)
     shared: dict[str, object] = field(default_factory=dict)
@@ -367,7 +310,8 @@ def _gta(name: str, sparsify: str | None, consensus: bool, normalize: bool, resc
     # int8_mask only changes the dtype of mergekit's sign mask (same booleans): accepted silently.
     inert = ("density", "rescale") if sparsify is None else ()
     return Method(
-        name, _generalized_task_arithmetic(sparsify, consensus), base="required",
+        name, _generalized_task_arithmetic(sparsify, consensus), fast.task_arithmetic_family(sparsify, consensus),
+        base="required",
         per_model={"weight": REQUIRED, "density": 1.0},
         shared={"normalize": normalize, "rescale": rescale, "lambda": 1.0, "int8_mask": False},
         inert=inert,
@@ -377,14 +321,14 @@ def _gta(name: str, sparsify: str | None, consensus: bool, normalize: bool, resc
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("linear", linear, base="forbidden", per_model={"weight": REQUIRED},
+        Method("linear", linear, fast.linear, base="forbidden", per_model={"weight": REQUIRED},
                shared={"normalize": True}),
         _gta("task_arithmetic", None, consensus=False, normalize=False, rescale=False),
         _gta("ties", "magnitude", consensus=True, normalize=True, rescale=False),
         _gta("dare_ties", "random", consensus=True, normalize=False, rescale=True),
         _gta("dare_linear", "random", consensus=False, normalize=False, rescale=True),
-        Method("slerp", slerp, base="required", shared={"t": REQUIRED}, max_models=1),
-        Method("multislerp", multislerp, base="optional", per_model={"weight": REQUIRED},
+        Method("slerp", slerp, slerp_fast, base="required", shared={"t": REQUIRED}, max_models=1),
+        Method("multislerp", multislerp, fast.multislerp, base="optional", per_model={"weight": REQUIRED},
                shared={"normalize_weights": True, "eps": 1e-8}),
     )
 }

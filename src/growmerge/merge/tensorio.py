@@ -30,7 +30,8 @@ ST_NAMES = {v: k for k, v in ST_DTYPES.items()}
 INDEX_FILE = "model.safetensors.index.json"
 
 
-def read_header(path: Path) -> dict:
+def read_header(path: Path, with_size: bool = False):
+    """The tensor entries of a safetensors header (and where the data starts, if asked)."""
     try:
         with open(path, "rb") as fh:
             n = int.from_bytes(fh.read(8), "little")
@@ -38,7 +39,7 @@ def read_header(path: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise GrowmergeError(f"{path}: unreadable safetensors header ({exc})") from None
     header.pop("__metadata__", None)
-    return header
+    return (header, 8 + n) if with_size else header
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,14 @@ class ModelTensors:
             weight_map = {k: "model.safetensors" for k in read_header(self.path / "model.safetensors")}
         self.shard_of: dict[str, str] = dict(weight_map)
         self.info: dict[str, TensorInfo] = {}
+        self.offset: dict[str, int] = {}  # absolute file offset of each tensor's data
         for shard in sorted(set(weight_map.values())):
-            for name, h in read_header(self.path / shard).items():
+            header, start = read_header(self.path / shard, with_size=True)
+            for name, h in header.items():
                 if h["dtype"] not in ST_DTYPES:
                     raise GrowmergeError(f"{self.path / shard}: tensor {name} has unsupported dtype {h['dtype']}")
                 self.info[name] = TensorInfo(ST_DTYPES[h["dtype"]], tuple(h["shape"]))
+                self.offset[name] = start + h["data_offsets"][0]
         self._handles: dict[str, object] = {}
         self.config = json.loads((self.path / "config.json").read_text())
 
@@ -77,14 +81,26 @@ class ModelTensors:
             "tie_word_embeddings", False)))
 
     def get(self, name: str) -> torch.Tensor:
-        from safetensors import safe_open
+        """A new tensor with the stored data."""
+        return self.read(name, torch.empty(self.info[name].nbytes, dtype=torch.uint8))
 
+    def read(self, name: str, buf: torch.Tensor) -> torch.Tensor:
+        """The tensor read into `buf` (uint8, reused by the caller: fresh full-size allocations
+        cost page faults on every tensor) and viewed with its dtype and shape."""
+        info = self.info[name]
         shard = self.shard_of[name]
         if shard not in self._handles:
-            self._handles[shard] = safe_open(str(self.path / shard), framework="pt")
-        return self._handles[shard].get_tensor(name)
+            self._handles[shard] = open(self.path / shard, "rb")
+        fh = self._handles[shard]
+        fh.seek(self.offset[name])
+        view = buf[: info.nbytes]
+        if fh.readinto(view.numpy()) != info.nbytes:
+            raise GrowmergeError(f"{self.path / shard}: truncated safetensors file (tensor {name})")
+        return view.view(info.dtype).view(info.shape)
 
     def close(self) -> None:
+        for fh in self._handles.values():
+            fh.close()
         self._handles.clear()
 
 

@@ -1,0 +1,205 @@
+"""The default (fast) numerical mode: float32, chunked, at most two passes per tensor.
+
+Why chunks: on CPU a fresh full-size temporary costs more in page faults than the arithmetic done
+in it (a 74M-element subtraction: 0.18 s into a new tensor, 0.03 s in 4 MB chunks), and a merge
+written naively makes a dozen of them per tensor. Here every input is read as stored, rounded to
+the config dtype chunk by chunk (as mergekit rounds on load), widened to float32, combined, and
+written into the caller's output buffer.
+
+Global quantities come from a first pass: TIES' threshold (the k-th largest |delta| by an in-place
+introselect instead of a full argsort), DARE's masks and L1 sums, MultiSlerp's Gram matrix. For
+MultiSlerp the tangent-space step is exactly zero in exact arithmetic (the weighted tangents sum to
+|M| m - (sum_i w_i u_i.m) m = 0), so the result is the normalised weighted mean of the unit task
+vectors times the weighted mean of their norms -- computed from the Gram matrix, never NaN.
+
+All functions take flat input views (`xs`, `base`) and a flat `out`; the semantics and how they
+differ from mergekit's are documented in ``methods``.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import torch
+
+CHUNK = 1 << 20
+
+
+def spans(n: int):
+    for start in range(0, n, CHUNK):
+        yield slice(start, min(n, start + CHUNK))
+
+
+def round_in_place(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """Round a float32/float64 input to the config dtype once, in place (mergekit's load cast), so
+    that every job of a grid and every pass of a method reads the rounded values for free."""
+    if dtype is None or x.dtype == dtype or not x.is_floating_point():
+        return x
+    if x.dtype.itemsize <= dtype.itemsize:
+        return x.to(dtype)  # e.g. bfloat16 stored, float16 asked: a converted copy
+    flat = x.view(-1)
+    for sl in spans(flat.numel()):
+        flat[sl] = flat[sl].to(dtype)
+    return x
+
+
+def load(x: torch.Tensor, sl: slice, ctx) -> torch.Tensor:
+    """One chunk in the compute dtype -- possibly a view of the input: never modify it in place."""
+    return x[sl].to(ctx.compute)
+
+
+def delta(x, base, sl, ctx, b=None) -> torch.Tensor:
+    """A fresh chunk of x - base."""
+    return torch.sub(load(x, sl, ctx), load(base, sl, ctx) if b is None else b)
+
+
+def linear(xs, base, p, ctx, out) -> None:
+    total = sum(p.weights) if p.normalize else 1.0
+    for sl in spans(out.numel()):
+        acc = load(xs[0], sl, ctx) * p.weights[0]
+        for x, w in zip(xs[1:], p.weights[1:]):
+            acc.add_(load(x, sl, ctx), alpha=w)
+        out[sl] = acc.div_(total) if p.normalize else acc
+
+
+# ---------------------------------------------------------------------------------------------
+# Task arithmetic, TIES, DARE
+# ---------------------------------------------------------------------------------------------
+class TopK:
+    """Exactly k largest |delta|: all above the k-th largest value t, then ties in index order."""
+
+    def __init__(self, x, base, density: float, ctx, scratch: torch.Tensor, rescale: bool):
+        n = scratch.numel()
+        for sl in spans(n):
+            scratch[sl] = delta(x, base, sl, ctx).abs_()
+        k = max(1, int(density * n))
+        self.scale = 1.0
+        total = float(scratch.sum(dtype=torch.float64)) if rescale else 0.0
+        arr = scratch.numpy()
+        arr.partition(n - k)  # in place: O(n) introselect; the top k end up in arr[n-k:]
+        self.t = float(arr[n - k])
+        if rescale:
+            self.scale = l1_scale(total, float(scratch[n - k:].sum(dtype=torch.float64)))
+        self.ties_left = k - int(torch.count_nonzero(scratch[n - k:] > self.t))
+
+    def mask(self, a: torch.Tensor) -> torch.Tensor:
+        keep = a > self.t
+        if self.ties_left > 0:
+            eq = a == self.t
+            where = torch.nonzero(eq).view(-1)[: self.ties_left]
+            keep[where] = True
+            self.ties_left -= where.numel()
+        return keep
+
+
+def l1_scale(before: float, after: float, eps: float = 1e-7) -> float:
+    """DARE's rescale (L1 norm of the task vector unchanged); mergekit skips it for tiny norms."""
+    return 1.0 if before < eps or after < eps else before / after
+
+
+class Dropout:
+    """DARE masks from PCG64 seeded by (seed, tensor name, model index), with their L1 scale."""
+
+    def __init__(self, x, base, density: float, rescale: bool, ctx, index: int, n: int):
+        seq = np.random.SeedSequence([ctx.seed & 0xFFFFFFFF, zlib.crc32(ctx.name.encode()), index])
+        rng = np.random.Generator(np.random.PCG64(seq))
+        self.keep = torch.empty(n, dtype=torch.bool)
+        before = after = 0.0
+        for sl in spans(n):
+            keep = torch.from_numpy(rng.random(sl.stop - sl.start, dtype=np.float32)) < density
+            self.keep[sl] = keep
+            if rescale:
+                a = delta(x, base, sl, ctx).abs_()
+                before += float(a.sum(dtype=torch.float64))
+                after += float(a.mul_(keep).sum(dtype=torch.float64))
+        self.scale = l1_scale(before, after) if rescale else 1.0
+
+    def mask(self, sl: slice) -> torch.Tensor:
+        return self.keep[sl]
+
+
+def task_arithmetic_family(sparsify: str | None, consensus: bool):
+    def fast(xs, base, p, ctx, out) -> None:
+        n = out.numel()
+        masks: list = [None] * len(xs)
+        scratch = None
+        for i, x in enumerate(xs):
+            if sparsify == "magnitude" and p.densities[i] < 1:
+                scratch = torch.empty(n, dtype=ctx.compute) if scratch is None else scratch
+                masks[i] = TopK(x, base, p.densities[i], ctx, scratch, p.rescale)
+            elif sparsify == "random" and p.densities[i] < 1:
+                masks[i] = Dropout(x, base, p.densities[i], p.rescale, ctx, i, n)
+        del scratch
+        scales = [m.scale if m is not None else 1.0 for m in masks]
+        total = sum(p.weights)
+        # With positive weights a zero divisor means no model agreed (mixed is 0 there), and any
+        # other divisor is >= the smallest weight: one clamp replaces mergekit's masked fill.
+        floor = min(p.weights) if min(p.weights) > 0 else None
+        for sl in spans(n):
+            b = load(base, sl, ctx)
+            ds = []
+            for i, x in enumerate(xs):
+                d = delta(x, base, sl, ctx, b)
+                m = masks[i]
+                if isinstance(m, TopK):
+                    d.mul_(m.mask(d.abs()))
+                elif isinstance(m, Dropout):
+                    d.mul_(m.mask(sl))
+                if scales[i] * p.weights[i] != 1:
+                    d.mul_(scales[i] * p.weights[i])
+                ds.append(d)
+            mixed = ds[0].clone()
+            for d in ds[1:]:
+                mixed.add_(d)
+            if consensus:
+                majority = torch.where(mixed >= 0, 1.0, -1.0)
+                mixed.zero_()
+                divisor = torch.zeros_like(mixed)
+                for d, w in zip(ds, p.weights):
+                    agree = (d * majority) > 0  # zeros never agree, as in mergekit
+                    mixed.add_(d.mul_(agree))
+                    divisor.add_(agree.to(divisor.dtype), alpha=w)
+                if p.normalize:
+                    mixed.div_(divisor.clamp_min_(floor) if floor else divisor.masked_fill_(divisor == 0, 1))
+            elif p.normalize:
+                mixed.div_(total if abs(total) >= 1e-8 else 1.0)
+            if p.lam != 1:
+                mixed.mul_(p.lam)
+            out[sl] = mixed.add_(b)
+
+    return fast
+
+
+# ---------------------------------------------------------------------------------------------
+# MultiSlerp
+# ---------------------------------------------------------------------------------------------
+def multislerp(xs, base, p, ctx, out) -> None:
+    n, k = out.numel(), len(xs)
+    w = torch.tensor(p.weights, dtype=torch.float64)
+    if p.normalize:
+        w = w / w.sum()
+    if k == 1:
+        for sl in spans(n):
+            out[sl] = load(xs[0], sl, ctx)
+        return
+    gram = torch.zeros(k, k, dtype=torch.float64)
+    for sl in spans(n):
+        b = load(base, sl, ctx) if base is not None else None
+        d = torch.stack([load(x, sl, ctx) if b is None else delta(x, base, sl, ctx, b) for x in xs])
+        gram += (d @ d.T).double()
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    c = w / (norms + p.eps)  # unit vectors u_i = d_i / (|d_i| + eps)
+    mean_norm = math.sqrt(max(float(c @ gram @ c), 0.0))
+    if mean_norm < p.eps:
+        coef = w  # antipodal or all-zero task vectors: the weighted linear mean (never NaN)
+    else:
+        coef = c * float((norms * w).sum()) / mean_norm
+    coef = coef.tolist()
+    for sl in spans(n):
+        b = load(base, sl, ctx) if base is not None else None
+        acc = torch.zeros(sl.stop - sl.start, dtype=ctx.compute) if b is None else b.clone()
+        for x, ci in zip(xs, coef):
+            acc.add_(load(x, sl, ctx) if b is None else delta(x, base, sl, ctx, b), alpha=ci)
+        out[sl] = acc
