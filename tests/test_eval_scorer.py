@@ -104,6 +104,12 @@ def test_prefix_sharing_equals_unshared(tiny_llama):
     diffs = [abs(a - b) for g1, g2 in zip(shared, plain) for a, b in zip(g1, g2)]
     assert max(diffs) < 1e-4
     assert all(x < 0 for g in shared for x in g)
+    # Conditional scores drop the common prefix: same differences, shared or not.
+    for share in (True, False):
+        cond = scorer.score_groups(groups, share_prefix=share, conditional=True)
+        for c, full in zip(cond, plain):
+            assert [x - c[0] for x in c] == pytest.approx([x - full[0] for x in full], abs=1e-4)
+        assert cond[0][0] > plain[0][0] + 1e-3  # the shared "The dog ... over the fence" part is left out
 
 
 def test_loglikelihood_is_a_difference_of_sequence_scores(tiny_llama):

@@ -218,14 +218,19 @@ def read_fk(spec: str | Path, lang: str, seed: int = 0) -> PairSet:
 # Accuracy
 # ---------------------------------------------------------------------------------------------
 def score_pairs(scorer, pairs: PairSet | list[dict], space_prefix: bool | None = None) -> dict:
-    """Accuracy overall and per phenomenon, with n, ties and the mean good−bad log-prob gap."""
+    """Accuracy overall and per phenomenon, with n, ties and the mean good−bad log-prob gap.
+
+    ``scores`` holds per-pair (good, bad) log-probabilities conditional on the pair's common token
+    prefix (their difference equals that of the totals)."""
     if isinstance(pairs, PairSet):
         space = pairs.space_prefix if space_prefix is None else space_prefix
         skipped, rows = pairs.skipped, pairs.pairs
     else:
         space, skipped, rows = bool(space_prefix), 0, pairs
     pre = " " if space else ""
-    scores = scorer.score_minimal_pairs([(pre + r["good"], pre + r["bad"]) for r in rows])
+    # Conditional scores: the pair's common token prefix has the same log-probability in both
+    # sentences, so leaving it out changes no gap and no decision, and saves its output-layer rows.
+    scores = scorer.score_minimal_pairs([(pre + r["good"], pre + r["bad"]) for r in rows], conditional=True)
     per: dict[str, list[int]] = {}
     correct = ties = 0
     for r, (lg, lb) in zip(rows, scores):

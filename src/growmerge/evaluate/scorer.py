@@ -11,8 +11,8 @@ Conventions (all explicit, defaults match lm-evaluation-harness's ``loglikelihoo
   to the continuation, the whole string is encoded once and split at ``len(encode(context))``.
 * Log-probabilities are summed in float32 from the model's logits at exactly the positions that
   predict scored tokens: the output layer never runs on padding or on the last token of a sequence,
-  and ``log p = logit[target] - logsumexp(logits)`` is taken in float32 per chunk of rows (never a
-  full ``[B, L, V]`` log-softmax).
+  and a float32 log-softmax is taken per chunk of those rows only (never a full ``[B, L, V]``
+  log-softmax, never in bf16).
 
 Speed: sequences are sorted by length and batched by a token budget, right-padded (causal attention
 means real tokens never see the padding, so no mask is needed — lm-eval does the same). For groups of
@@ -29,7 +29,7 @@ from typing import Sequence
 
 from growmerge.errors import GrowmergeError
 
-HEAD_CHUNK_ROWS = 512  # rows of [rows, vocab] float32 logits materialised at once
+HEAD_CHUNK_ROWS = 128  # rows of [rows, vocab] float32 logits materialised at once (cache-sized)
 
 
 @dataclass
@@ -102,28 +102,39 @@ class Scorer:
         """Total (summed) negative log-likelihood of each text after exactly one BOS."""
         return [-lp for lp in self._score_seqs([self.encode_pair("", t) for t in texts])]
 
-    def score_minimal_pairs(self, pairs: Sequence[tuple[str, str]], share_prefix: bool | None = None
-                            ) -> list[tuple[float, float]]:
-        """(log p(good), log p(bad)) for each (good, bad) text pair; texts are scored as given."""
-        groups = self.score_groups([list(p) for p in pairs], share_prefix=share_prefix)
+    def score_minimal_pairs(self, pairs: Sequence[tuple[str, str]], share_prefix: bool | None = None,
+                            conditional: bool = False) -> list[tuple[float, float]]:
+        """(log p(good), log p(bad)) for each (good, bad) text pair; texts are scored as given.
+
+        With `conditional`, both scores leave out the tokens of the pair's common token prefix:
+        their log-probabilities are identical for the two sentences, so the difference (and every
+        decision) is unchanged while the output layer never runs on those rows.
+        """
+        groups = self.score_groups([list(p) for p in pairs], share_prefix=share_prefix, conditional=conditional)
         return [(g[0], g[1]) for g in groups]
 
-    def score_groups(self, groups: Sequence[Sequence[str]], share_prefix: bool | None = None
-                     ) -> list[list[float]]:
-        """Total log-probability of each alternative text of each group (K alternatives per group)."""
+    def score_groups(self, groups: Sequence[Sequence[str]], share_prefix: bool | None = None,
+                     conditional: bool = False) -> list[list[float]]:
+        """Log-probability of each alternative text of each group (K alternatives per group)."""
         seqs = [[self.encode_pair("", t) for t in g] for g in groups]
+        if any(s.start != 1 for g in seqs for s in g):  # the BOS quirk above: rare, no sharing
+            share_prefix, conditional = False, False
         for g in seqs:
-            if any(s.start != 1 for s in g):  # the BOS quirk above: rare, score without sharing
-                share_prefix = False
+            for s in g:
+                self._check_len(len(s.tokens))
+        # Keep at least one token per alternative after the prefix so every score has a target.
+        prefix = [max(1, min(_lcp([s.tokens for s in g]), min(len(s.tokens) for s in g) - 1)) for g in seqs]
         share = self._decide_sharing(seqs) if share_prefix is None else share_prefix
-        if not share:
-            flat = self._score_seqs([s for g in seqs for s in g])
-            out, i = [], 0
-            for g in seqs:
-                out.append(flat[i:i + len(g)])
-                i += len(g)
-            return out
-        return self._score_groups_shared([[s.tokens for s in g] for g in seqs])
+        if share:
+            return self._score_groups_shared([[s.tokens for s in g] for g in seqs], prefix, conditional)
+        if conditional:
+            seqs = [[_Seq(s.tokens, p) for s in g] for g, p in zip(seqs, prefix)]
+        flat = self._score_seqs([s for g in seqs for s in g])
+        out, i = [], 0
+        for g in seqs:
+            out.append(flat[i:i + len(g)])
+            i += len(g)
+        return out
 
     # -- implementation -------------------------------------------------------------------------
     def _decide_sharing(self, groups: list[list[_Seq]]) -> bool:
@@ -153,7 +164,8 @@ class Scorer:
             yield batch
 
     def _score_seqs(self, seqs: list[_Seq]) -> list[float]:
-        """Unshared path: every sequence runs in full (minus its last token)."""
+        """Unshared path: every sequence runs in full (minus its last token); tokens from `start` on
+        are scored."""
         import torch
 
         out = [0.0] * len(seqs)
@@ -171,32 +183,26 @@ class Scorer:
                     for t in range(s.start, len(s.tokens)):
                         rows.append(r)
                         pos.append(t - 1)
-                        targets.append(s.tokens[t])
+                        targets.append([s.tokens[t]])
                         owner.append(i)
-                lps = self._token_logprobs(hidden[rows, pos], targets)
-                for i, lp in zip(owner, lps.tolist()):
+                for i, (lp,) in zip(owner, self._token_logprobs(hidden[rows, pos], targets)):
                     out[i] += lp
         return out
 
-    def _score_groups_shared(self, groups: list[list[list[int]]]) -> list[list[float]]:
+    def _score_groups_shared(self, groups: list[list[list[int]]], prefix_len: list[int], conditional: bool
+                             ) -> list[list[float]]:
         """Shared path: the common prefix once, then each alternative's suffix from its KV cache."""
         import torch
 
         out = [[0.0] * len(g) for g in groups]
-        prefix_len = []
-        for g in groups:
-            for t in g:
-                self._check_len(len(t))
-            # Keep at least one token per alternative after the prefix so every score has a target.
-            prefix_len.append(max(1, min(_lcp(g), min(len(t) for t in g) - 1)))
         cost = [prefix_len[j] + sum(len(t) - prefix_len[j] for t in g) for j, g in enumerate(groups)]
         order = sorted(range(len(groups)), key=lambda j: -cost[j])
         with torch.inference_mode():
             for batch in self._batches(cost, order):
-                self._score_group_batch(groups, prefix_len, batch, out)
+                self._score_group_batch(groups, prefix_len, batch, out, conditional)
         return out
 
-    def _score_group_batch(self, groups, prefix_len, batch, out) -> None:
+    def _score_group_batch(self, groups, prefix_len, batch, out, conditional) -> None:
         import torch
         from transformers import DynamicCache
 
@@ -206,15 +212,18 @@ class Scorer:
         h_prefix = self._body(_right_pad(prefixes, self.bos).to(self.device), cache=cache)
 
         # Prefix rows: positions 0..P-2 predict the shared tokens 1..P-1 (counted once for every
-        # alternative); position P-1 predicts each alternative's first own token.
+        # alternative, or not at all when conditional); position P-1 predicts each alternative's
+        # first own token — one output-layer row serves all K targets.
         rows, pos, targets, dest = [], [], [], []
         suffixes, suffix_group, suffix_dest = [], [], []
         for r, j in enumerate(batch):
             p = prefix_len[j]
-            for t in range(1, p):
-                rows.append(r), pos.append(t - 1), targets.append(groups[j][0][t]), dest.append((j, None))
+            if not conditional:
+                for t in range(1, p):
+                    rows.append(r), pos.append(t - 1), targets.append([groups[j][0][t]]), dest.append([(j, None)])
+            rows.append(r), pos.append(p - 1), targets.append([toks[p] for toks in groups[j]])
+            dest.append([(j, k) for k in range(len(groups[j]))])
             for k, toks in enumerate(groups[j]):
-                rows.append(r), pos.append(p - 1), targets.append(toks[p]), dest.append((j, k))
                 if len(toks) > p + 1:  # the suffix's last token is only a target, never an input
                     suffixes.append(toks[p:-1])
                     suffix_group.append(r)
@@ -238,17 +247,18 @@ class Scorer:
         for r, (j, k) in enumerate(suffix_dest):
             toks, p = groups[j][k], prefix_len[j]
             for t in range(p + 1, len(toks)):
-                rows.append(r), pos.append(t - p - 1), targets.append(toks[t]), dest.append((j, k))
+                rows.append(r), pos.append(t - p - 1), targets.append([toks[t]]), dest.append([(j, k)])
         self._add(out, dest, self._token_logprobs(h_suffix[rows, pos], targets))
 
     @staticmethod
     def _add(out, dest, lps) -> None:
-        for (j, k), lp in zip(dest, lps.tolist()):
-            if k is None:  # a shared prefix token belongs to every alternative of the group
-                for kk in range(len(out[j])):
-                    out[j][kk] += lp
-            else:
-                out[j][k] += lp
+        for owners, row in zip(dest, lps):
+            for (j, k), lp in zip(owners, row):
+                if k is None:  # a shared prefix token belongs to every alternative of the group
+                    for kk in range(len(out[j])):
+                        out[j][kk] += lp
+                else:
+                    out[j][k] += lp
 
     def _body(self, ids, cache=None, attention_mask=None, position_ids=None):
         """Final hidden states (after the last norm), without running the output layer."""
@@ -258,21 +268,24 @@ class Scorer:
         return body(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids,
                     use_cache=cache is not None, **{key: cache}).last_hidden_state
 
-    def _token_logprobs(self, hidden, targets):
-        """log p(target) for each hidden row: the output layer and a float32 logsumexp, in chunks."""
+    def _token_logprobs(self, hidden, targets: list[list[int]]) -> list[list[float]]:
+        """log p(t) for the targets t of each hidden row: the output layer and a float32 log-softmax,
+        in chunks of rows (never a full [B, L, V] log-softmax)."""
         import torch
 
         head = self.model.get_output_embeddings()
         cap = getattr(self.model.config, "final_logit_softcapping", None)
-        targets = torch.tensor(targets, device=hidden.device)
+        width = max((len(t) for t in targets), default=0)
+        index = torch.tensor([t + t[-1:] * (width - len(t)) for t in targets], device=hidden.device)
         parts = []
         for a in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):
             logits = head(hidden[a:a + HEAD_CHUNK_ROWS]).float()
             if cap:
                 logits = torch.tanh(logits / cap) * cap
-            picked = logits.gather(1, targets[a:a + HEAD_CHUNK_ROWS, None])[:, 0]
-            parts.append(picked - torch.logsumexp(logits, dim=-1))
-        return torch.cat(parts) if parts else torch.zeros(0)
+            # A fused float32 log-softmax over the chunk is cheaper than logsumexp (one pass, measured).
+            parts.append(torch.log_softmax(logits, dim=-1).gather(1, index[a:a + HEAD_CHUNK_ROWS]))
+        lps = torch.cat(parts).tolist() if parts else []
+        return [row[:len(t)] for row, t in zip(lps, targets)]
 
 
 def _prefix_token_id(tokenizer) -> int:
