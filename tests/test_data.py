@@ -155,8 +155,8 @@ def test_packing_resumes_after_interruption_and_never_exposes_partial(tmp_path, 
     with pytest.raises(GrowmergeError, match="not found|incomplete"):
         read_shard_meta(tmp_path / "s.bin")
     skipped = []
-    real = packing.read_texts
-    monkeypatch.setattr(packing, "read_texts", lambda f, skip=0: skipped.append(skip) or real(f, skip))
+    real = packing.read_lines
+    monkeypatch.setattr(packing, "read_lines", lambda f, skip=0: skipped.append(skip) or real(f, skip))
     meta, _ = pack(tok_dir, src, tmp_path / "s.bin")
     assert skipped == [15]  # resumed after the 3 batches of 5 documents that were written
     assert meta == ref

@@ -36,9 +36,11 @@ def _init_worker(tokenizer_file: str, eos_id: int) -> None:
     _worker.update(tokenizer=Tokenizer.from_file(tokenizer_file), eos=eos_id)
 
 
-def _encode(texts: list[str]) -> tuple[np.ndarray, int, int]:
-    """One batch: the token ids of its documents, each followed by EOS, as one array (one pickle
-    per batch keeps the parent, which only writes, from becoming the bottleneck)."""
+def _encode(lines: list[str]) -> tuple[np.ndarray, int, int]:
+    """One batch of JSONL lines: the token ids of its documents, each followed by EOS, as one array.
+    Parsing here and returning one array per batch keeps the parent (which only reads raw lines and
+    writes) from becoming the bottleneck."""
+    texts = [json.loads(line)["text"] for line in lines]
     encs = _worker["tokenizer"].encode_batch(texts, add_special_tokens=False)
     eos = [_worker["eos"]]
     ids = np.fromiter(chain.from_iterable(e.ids + eos for e in encs), dtype=np.uint32,
@@ -46,10 +48,9 @@ def _encode(texts: list[str]) -> tuple[np.ndarray, int, int]:
     return ids, len(texts), sum(map(len, texts))
 
 
-def read_texts(path: Path, skip: int = 0) -> Iterator[str]:
+def read_lines(path: Path, skip: int = 0) -> Iterator[str]:
     with open(path, encoding="utf-8") as fh:
-        for line in islice(fh, skip, None):
-            yield json.loads(line)["text"]
+        yield from islice(fh, skip, None)
 
 
 def batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -79,10 +80,10 @@ class Packer:
             self.pool.terminate()
             self.pool.join()
 
-    def encoded(self, texts: Iterable[str]) -> Iterator[tuple[np.ndarray, int, int]]:
-        """Token ids per document and characters, batch by batch, in order. At most a few batches
-        per worker are in flight (Pool.imap would read the whole input ahead: unbounded memory)."""
-        groups = batches(texts, BATCH_DOCS)
+    def encoded(self, lines: Iterable[str]) -> Iterator[tuple[np.ndarray, int, int]]:
+        """Token ids, documents and characters, batch by batch, in order. At most a few batches per
+        worker are in flight (Pool.imap would read the whole input ahead: unbounded memory)."""
+        groups = batches(lines, BATCH_DOCS)
         if self.pool is None:
             yield from map(_encode, groups)
             return
@@ -117,8 +118,8 @@ class Packer:
             out.truncate(state["bytes"])
             out.seek(state["bytes"])
             carry = np.asarray(state["carry"], dtype=np.uint32)
-            texts = read_texts(text_file, skip=state["docs"])
-            for n, (batch, docs, chars) in enumerate(self.encoded(texts), 1):
+            lines = read_lines(text_file, skip=state["docs"])
+            for n, (batch, docs, chars) in enumerate(self.encoded(lines), 1):
                 ids = np.concatenate([carry, batch])
                 full = len(ids) // seq_len * seq_len
                 out.write(ids[:full].astype(dtype).tobytes())

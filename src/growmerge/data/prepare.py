@@ -16,6 +16,7 @@ fingerprint), so a second run costs almost nothing and an interrupted one resume
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -131,7 +132,9 @@ def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
     tok_dir = build_tokenizer(spec, run_dir, split_stamp)
     metas = pack_all(spec, run_dir, tok_dir, split_stamp, log)
     manifest = make_manifest(spec, split_stamp, metas, tok_dir, fingerprint)
-    (data_dir / "card.md").write_text(render_card(manifest), encoding="utf-8")
+    card = data_dir / f"card.md.tmp-{os.getpid()}"
+    card.write_text(render_card(manifest), encoding="utf-8")
+    os.replace(card, data_dir / "card.md")
     write_json_atomic(manifest_file, manifest)  # last: its presence means "prepared"
     return manifest
 
