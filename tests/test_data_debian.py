@@ -18,6 +18,17 @@ from growmerge.errors import GrowmergeError
 pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None,
                                 reason="needs Debian's apt-get and dpkg-deb")
 PAGE = "text/simpress/guide/print_tofit.html"
+PACKAGES = ("libreoffice-help-en-us", "libreoffice-help-sv", "libreoffice-help-et", "libreoffice-l10n-is", "manpages")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def packages():
+    """Download (once, into the cache) what these tests read; a machine that cannot is skipped."""
+    try:
+        for p in PACKAGES:
+            package_root(p)
+    except GrowmergeError as exc:
+        pytest.skip(f"Debian packages unavailable: {exc}")
 
 
 def test_alignment_by_paragraph_id_on_a_known_page():

@@ -129,7 +129,9 @@ def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
         load_pretrained(spec.tokenizer.pretrained, spec.tokenizer.vocab_size)
     data_dir.mkdir(parents=True, exist_ok=True)
     split_stamp = build_splits(spec, data_dir, log)
+    t = time.time()
     tok_dir = build_tokenizer(spec, run_dir, split_stamp)
+    log(f"tokenizer: {time.time() - t:.1f} s")
     metas = pack_all(spec, run_dir, tok_dir, split_stamp, log)
     manifest = make_manifest(spec, split_stamp, metas, tok_dir, fingerprint)
     card = data_dir / f"card.md.tmp-{os.getpid()}"
