@@ -1,7 +1,109 @@
-"""CLI commands of `growmerge.study` (registered by `growmerge.cli`)."""
+"""CLI commands of `growmerge.study`: `demo`, `study run|plan|results`, `report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+study_app = typer.Typer(help="Run the whole grid from one YAML.", no_args_is_help=True)
+
+
+def demo_config() -> Path:
+    """configs/demo.yaml of the checkout this package runs from (or of the current directory)."""
+    for root in (Path(__file__).resolve().parents[3], Path.cwd()):
+        if (root / "configs" / "demo.yaml").is_file():
+            return root / "configs" / "demo.yaml"
+    from growmerge.errors import GrowmergeError
+
+    raise GrowmergeError("configs/demo.yaml not found: run from the growmerge checkout")
+
+
+def run_and_summarise(config: Path, only: list[str] | None = None) -> None:
+    import time
+
+    from growmerge.report.findings import findings, findings_text
+    from growmerge.study.results import Results
+    from growmerge.study.runner import run_study
+    from growmerge.study.spec import load_study
+
+    cfg = load_study(config)
+    t0 = time.perf_counter()
+    run_study(cfg, only=only)
+    with Results(cfg.root / "results.sqlite") as results:
+        print("\nFindings of the paper, checked on this run:")
+        print(findings_text(findings(results)))
+    print(f"\nreport: {cfg.root / 'report' / 'index.html'}   (wall time {time.perf_counter() - t0:.0f} s)")
+
+
+def demo() -> None:
+    """The whole study on the built-in offline data (configs/demo.yaml) → runs/demo/report/index.html."""
+    run_and_summarise(demo_config())
+
+
+@study_app.command("run")
+def study_run(config: Path = typer.Argument(..., help="study YAML"),
+              only: Optional[List[str]] = typer.Option(None, "--only", help="run only these stage ids")) -> None:
+    """Run (or resume) every stage of a study; completed stages are skipped."""
+    run_and_summarise(config, only)
+
+
+@study_app.command("plan")
+def study_plan(config: Path = typer.Argument(..., help="study YAML")) -> None:
+    """Print the stages, their parents and the estimated tokens and FLOPs, without running anything."""
+    import json
+
+    from growmerge.study.plan import build_plan, estimate
+    from growmerge.study.runner import is_done
+    from growmerge.study.spec import load_study
+
+    cfg = load_study(config)
+    stages = build_plan(cfg)
+    manifest_path = cfg.root / "data" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) | {"_run_dir": str(cfg.root)} if manifest_path.is_file() else None
+    est = estimate(cfg, stages, manifest)
+    total_tokens = total_flops = 0.0
+    print(f"{'#':>3} {'stage':24s} {'kind':11s} {'done':4s} {'tokens':>12s} {'FLOPs':>10s}  parents")
+    for i, s in enumerate(stages, 1):
+        tokens, flops = est.get(s.id, (None, None))
+        total_tokens += tokens or 0
+        total_flops += flops or 0
+        parents = ", ".join(s.deps) if len(s.deps) <= 4 else f"{', '.join(s.deps[:3])}, … (+{len(s.deps) - 3})"
+        print(f"{i:3d} {s.id:24s} {s.kind:11s} {'yes' if is_done(cfg.root, s) else '':4s} "
+              f"{'' if tokens is None else f'{tokens:,}':>12s} {'' if flops is None else f'{flops:.2e}':>10s}  {parents}")
+    print(f"{len(stages)} stages; training: {total_tokens:,.0f} tokens, {total_flops:.2e} FLOPs "
+          f"(stages without a number depend on data not prepared yet)")
+
+
+@study_app.command("results")
+def study_results(run: Path = typer.Argument(..., help="run directory (runs/<name>)"),
+                  sql: Optional[str] = typer.Option(None, "--sql", help="a SELECT over models, checkpoints, scores, merges, train_log"),
+                  csv: Optional[Path] = typer.Option(None, "--csv", help="write the query (or the scores table) as CSV")) -> None:
+    """Query results.sqlite, or export it as CSV."""
+    from growmerge.study.results import Results
+
+    with Results(run / "results.sqlite", must_exist=True) as results:
+        if csv is not None:
+            print(f"wrote {results.to_csv(sql or 'scores', csv)}")
+            return
+        rows = results.query(sql or "SELECT setup, COUNT(*) AS models FROM models GROUP BY setup")
+        if rows:
+            print("\t".join(rows[0]))
+            for r in rows:
+                print("\t".join("" if v is None else str(v) for v in r.values()))
+
+
+def report(run: Path = typer.Argument(..., help="run directory (runs/<name>)")) -> None:
+    """Rebuild the HTML report of a run from its results.sqlite."""
+    from growmerge.report import build_report
+    from growmerge.study.results import Results
+
+    with Results(run / "results.sqlite", must_exist=True) as results:
+        print(f"report: {build_report(run, results)}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this concept's commands to the main app (none yet)."""
+    app.command()(demo)
+    app.command()(report)
+    app.add_typer(study_app, name="study")
