@@ -83,7 +83,7 @@ def test_help_parser_keeps_default_variant_and_only_display_area():
 
 def test_roff_to_text_keeps_words_drops_markup():
     roff = '.\\" comment\n.TH LS 1\n.SH NAME\nls \\- list \\fBdirectory\\fR contents\n.PP\nSecond para.\n'
-    assert roff_to_text(roff) == "NAME ls - list directory contents\n\nSecond para."
+    assert roff_to_text(roff) == "NAME\n\nls - list directory contents\n\nSecond para."
 
 
 def test_ui_pairs_drop_placeholders_short_and_untranslated():

@@ -26,10 +26,12 @@ from growmerge.data.packing import Packer
 from growmerge.data.sources import EXTRACTOR_VERSION
 from growmerge.data.spec import DataSpec
 from growmerge.data.splits import SplitState, dedup_pairs, split_stream, stream_order
+from growmerge.data.text import unit_hash
 from growmerge.data.tokenizer import balanced_sample, load_pretrained, tokenizer_hash, train_bpe
 
 STAMP = "growmerge-data.json"
 SPLIT_FIELDS = ("languages", "streams", "eval_fraction", "seed")
+SPLIT_VERSION = "2"  # bump when splitting or the evaluation sets change
 
 
 def read_stamp(d: Path) -> dict:
@@ -39,7 +41,7 @@ def read_stamp(d: Path) -> dict:
 
 def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     """Text splits and evaluation sets (stage 1)."""
-    fingerprint = EXTRACTOR_VERSION + spec.fingerprint(*SPLIT_FIELDS)
+    fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint(*SPLIT_FIELDS)
     text_dir, eval_dir = data_dir / "text", data_dir / "eval"
     stamp = read_stamp(text_dir)
     if stamp.get("fingerprint") == fingerprint and eval_dir.is_dir():
@@ -51,7 +53,7 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
             stats.update(split_stream(name, spec.streams[name], spec, tmp, state))
             log(f"split {name}: {time.time() - t:.1f} s")
         with atomic_dir(eval_dir, force=True) as etmp:
-            english = write_eval_sets(etmp, state)
+            english = write_eval_sets(etmp, state, spec.seed)
         stamp = {"fingerprint": fingerprint, "streams": stats,
                  "eval": {"pairs": {k: len(v) for k, v in state.pairs.items() if v} | {"en": len(english)},
                           "sentences": {k: len(v) for k, v in state.sentences.items() if v}}}
@@ -59,7 +61,9 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     return stamp
 
 
-def write_eval_sets(eval_dir: Path, state: SplitState) -> list[dict]:
+def write_eval_sets(eval_dir: Path, state: SplitState, seed: int) -> list[dict]:
+    """Pairs and sentences in a seeded random order, so that the first N are a sample of all
+    evaluation pages rather than the paragraphs of a few."""
     (eval_dir / "parallel").mkdir()
     (eval_dir / "sentences").mkdir()
     # en.jsonl (English with itself): the English sides, held out from all English training, for
@@ -67,10 +71,12 @@ def write_eval_sets(eval_dir: Path, state: SplitState) -> list[dict]:
     english = dedup_pairs([{"id": p["id"], "en": p["en"], "tgt": p["en"], "lang": "en"}
                            for ps in state.pairs.values() for p in ps])
     for lang, pairs in {**state.pairs, "en": english}.items():
+        pairs = sorted(pairs, key=lambda p: unit_hash(seed, "pair", p["id"]))
         if pairs:
             with open(eval_dir / "parallel" / f"{lang}.jsonl", "w", encoding="utf-8") as fh:
                 fh.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
     for lang, sents in state.sentences.items():
+        sents = sorted(sents, key=lambda x: unit_hash(seed, "sentence", x))
         if sents:
             (eval_dir / "sentences" / f"{lang}.txt").write_text("\n".join(sents) + "\n", encoding="utf-8")
     return english
@@ -120,7 +126,7 @@ def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
     run_dir = Path(run_dir)
     data_dir = run_dir / "data"
     manifest_file = data_dir / "manifest.json"
-    fingerprint = EXTRACTOR_VERSION + spec.fingerprint()
+    fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint()
     if manifest_file.is_file():
         manifest = json.loads(manifest_file.read_text())
         if manifest.get("fingerprint") == fingerprint and all_shards_complete(run_dir, manifest):

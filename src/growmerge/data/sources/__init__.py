@@ -29,7 +29,7 @@ SOURCES: dict[str, Callable[..., Iterator[dict]]] = {
 }
 # User data is already local (or streamed at scale): copying it into the cache would only cost disk.
 UNCACHED = {"files", "hf_dataset"}
-EXTRACTOR_VERSION = "2"  # bump when a parser changes what it extracts
+EXTRACTOR_VERSION = "3"  # bump when a parser changes what it extracts
 
 
 def cache_file(spec, lang: str) -> Path:

@@ -63,6 +63,11 @@ def roff_to_text(roff: str) -> str:
                 lines.append(" ".join(para))
                 para = []
         m = ROFF_TEXT_MACROS.match(line)
+        if m and m.group(1) in ("SH", "SS"):  # a section heading is a paragraph of its own
+            heading = ROFF_ESCAPES.sub("", line[m.end():].replace('"', "")).strip()
+            if heading:
+                lines.append(heading)
+            continue
         if m:
             line = line[m.end():].replace('"', "")
         elif line.startswith((".", "'")):
