@@ -191,23 +191,38 @@ class Scorer:
 
     def _score_groups_shared(self, groups: list[list[list[int]]], prefix_len: list[int], conditional: bool
                              ) -> list[list[float]]:
-        """Shared path: the common prefix once, then each alternative's suffix from its KV cache."""
+        """Shared path: the common prefix once, then each alternative's suffix from its KV cache.
+
+        Groups are batched by prefix length (so the prefix pass has almost no padding); their
+        suffixes are re-sorted by length into sub-batches that each read the rows they need from the
+        prefix cache, so the suffix passes have almost no padding either.
+        """
         import torch
 
         out = [[0.0] * len(g) for g in groups]
         cost = [prefix_len[j] + sum(len(t) - prefix_len[j] for t in g) for j, g in enumerate(groups)]
-        order = sorted(range(len(groups)), key=lambda j: -cost[j])
+        order = sorted(range(len(groups)), key=lambda j: -prefix_len[j])
         with torch.inference_mode():
-            for batch in self._batches(cost, order):
+            for batch in self._budget_runs(order, cost):
                 self._score_group_batch(groups, prefix_len, batch, out, conditional)
         return out
 
+    def _budget_runs(self, order: list[int], cost: list[int]):
+        """Consecutive runs of `order` whose summed cost fits the token budget."""
+        batch, used = [], 0
+        for j in order:
+            if batch and used + cost[j] > self.token_budget:
+                yield batch
+                batch, used = [], 0
+            batch.append(j)
+            used += cost[j]
+        if batch:
+            yield batch
+
     def _score_group_batch(self, groups, prefix_len, batch, out, conditional) -> None:
-        import torch
         from transformers import DynamicCache
 
         prefixes = [groups[j][0][:prefix_len[j]] for j in batch]
-        p_max = max(len(p) for p in prefixes)
         cache = DynamicCache()
         h_prefix = self._body(_right_pad(prefixes, self.bos).to(self.device), cache=cache)
 
@@ -215,7 +230,7 @@ class Scorer:
         # alternative, or not at all when conditional); position P-1 predicts each alternative's
         # first own token — one output-layer row serves all K targets.
         rows, pos, targets, dest = [], [], [], []
-        suffixes, suffix_group, suffix_dest = [], [], []
+        suffixes = []  # (prefix row, group, alternative, input tokens)
         for r, j in enumerate(batch):
             p = prefix_len[j]
             if not conditional:
@@ -225,30 +240,38 @@ class Scorer:
             dest.append([(j, k) for k in range(len(groups[j]))])
             for k, toks in enumerate(groups[j]):
                 if len(toks) > p + 1:  # the suffix's last token is only a target, never an input
-                    suffixes.append(toks[p:-1])
-                    suffix_group.append(r)
-                    suffix_dest.append((j, k))
+                    suffixes.append((r, j, k, toks[p:-1]))
         self._add(out, dest, self._token_logprobs(h_prefix[rows, pos], targets))
-        if not suffixes:
-            return
 
-        s_max = max(len(s) for s in suffixes)
-        cache.batch_select_indices(torch.tensor(suffix_group, device=self.device))
-        mask = torch.zeros(len(suffixes), p_max + s_max, dtype=torch.long)
-        positions = torch.zeros(len(suffixes), s_max, dtype=torch.long)
-        for r, (g, s) in enumerate(zip(suffix_group, suffixes)):
-            p = prefix_len[batch[g]]
-            mask[r, :p] = 1
-            mask[r, p_max:p_max + len(s)] = 1
-            positions[r] = torch.arange(p, p + s_max)
-        h_suffix = self._body(_right_pad(suffixes, self.bos).to(self.device), cache=cache,
-                              attention_mask=mask.to(self.device), position_ids=positions.to(self.device))
+        suffixes.sort(key=lambda x: -len(x[3]))
+        for sub in _length_buckets(suffixes, key=lambda x: len(x[3])):
+            self._score_suffixes(groups, prefix_len, batch, cache, sub, out)
+
+    def _score_suffixes(self, groups, prefix_len, batch, cache, sub, out) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        idx = torch.tensor([r for r, _, _, _ in sub], device=self.device)
+        sub_cache = DynamicCache()
+        for i, layer in enumerate(cache.layers):
+            sub_cache.update(layer.keys[idx], layer.values[idx], i)
+        p_max = cache.get_seq_length()
+        s_max = max(len(x[3]) for x in sub)
+        mask = torch.zeros(len(sub), p_max + s_max, dtype=torch.long)
+        positions = torch.zeros(len(sub), s_max, dtype=torch.long)
+        for row, (_, j, _, s) in enumerate(sub):
+            p = prefix_len[j]
+            mask[row, :p] = 1  # hide the prefix padding of shorter prefixes in the same batch
+            mask[row, p_max:p_max + len(s)] = 1
+            positions[row] = torch.arange(p, p + s_max)
+        hidden = self._body(_right_pad([x[3] for x in sub], self.bos).to(self.device), cache=sub_cache,
+                            attention_mask=mask.to(self.device), position_ids=positions.to(self.device))
         rows, pos, targets, dest = [], [], [], []
-        for r, (j, k) in enumerate(suffix_dest):
+        for row, (_, j, k, _) in enumerate(sub):
             toks, p = groups[j][k], prefix_len[j]
             for t in range(p + 1, len(toks)):
-                rows.append(r), pos.append(t - p - 1), targets.append([toks[t]]), dest.append([(j, k)])
-        self._add(out, dest, self._token_logprobs(h_suffix[rows, pos], targets))
+                rows.append(row), pos.append(t - p - 1), targets.append([toks[t]]), dest.append([(j, k)])
+        self._add(out, dest, self._token_logprobs(hidden[rows, pos], targets))
 
     @staticmethod
     def _add(out, dest, lps) -> None:
@@ -311,6 +334,19 @@ def _lcp(seqs: list[list[int]]) -> int:
     while i < n and all(s[i] == first[i] for s in seqs):
         i += 1
     return i
+
+
+def _length_buckets(items: list, key, ratio: float = 0.75):
+    """Split items sorted by decreasing length into runs whose lengths stay within `ratio` of the
+    run's longest, so padding stays below 1/ratio."""
+    run: list = []
+    for x in items:
+        if run and key(x) < ratio * key(run[0]):
+            yield run
+            run = []
+        run.append(x)
+    if run:
+        yield run
 
 
 def _right_pad(seqs: list[list[int]], pad: int):
