@@ -9,7 +9,7 @@ their last checkpoint; evaluation stages skip the (model, language) cells alread
 from __future__ import annotations
 
 import json
-import os
+import random
 import subprocess
 import sys
 import time
@@ -105,8 +105,10 @@ def run_pairs(ctx: Context, stage: Stage) -> None:
                 ctx.say(f"LA {lang}: no generated set ({exc})")
         if ev.fk:
             try:
-                fk = read_fk(ev.fk_source, lang, stage.params["seed"])
-                write_jsonl(fk.pairs, ctx.eval_file("fk", lang))
+                fk = read_fk(ev.fk_source, lang, stage.params["seed"]).pairs
+                # A fixed seeded sample: every model is scored on the same facts.
+                fk = random.Random(stage.params["seed"]).sample(fk, min(len(fk), ev.fk_pairs))
+                write_jsonl(fk, ctx.eval_file("fk", lang))
             except GrowmergeError as exc:
                 ctx.say(f"FK {lang}: no set ({exc})")
     if english:
@@ -182,18 +184,9 @@ def train_distributed(ctx: Context, stage: Stage, init, mixture, spec, meta, out
 def register(ctx: Context, name: str, path: Path, kind: str, setup: str | None = None, scale: str | None = None,
              parent: str | None = None) -> None:
     """Record a model, its checkpoints (with cumulative FLOPs) and its training curve."""
-    meta = read_meta(path)
-    ctx.results.add_model(name, kind, setup=setup, scale=scale, languages=meta.get("languages") or [],
-                          path=path, parent=parent, tokens=meta.get("tokens"),
-                          flops_cumulative=meta.get("flops", {}).get("cumulative"), params=meta.get("params"))
-    ckpt_root = Path(path) / "checkpoints"
-    for d in sorted(ckpt_root.glob("step-*")) if ckpt_root.is_dir() else []:
-        if d.name.removeprefix("step-").isdigit() and (d / "config.json").is_file():
-            m = read_meta(d)
-            ctx.results.add_checkpoint(name, int(d.name[5:]), m.get("tokens"), m.get("flops", {}).get("cumulative"), d)
-    log = Path(path) / "train_log.jsonl"
-    if log.is_file():
-        ctx.results.add_train_log(name, [json.loads(x) for x in log.read_text().splitlines() if x.strip()])
+    from growmerge.study.results import record_model_dir
+
+    record_model_dir(ctx.results, name, path, kind=kind, setup=setup, scale=scale, parent=parent)
 
 
 def run_merge(ctx: Context, stage: Stage) -> None:
@@ -280,7 +273,7 @@ def run_matched(ctx: Context, stage: Stage) -> None:
 
     pairs, excluded = compute_matched_pairs(ctx.results, ctx.cfg.setups)
     for x in excluded:
-        ctx.say(f"compute-matched: excluded {x}")
+        ctx.say(f"compute-matched: excluded {x.lang} {x.setup_a} vs {x.setup_b}: {x.reason}")
     for pair in pairs:
         ckpts = {c["step"]: c for c in ctx.results.checkpoints(pair.costlier_model)}
         final = max(ckpts) if ckpts else None

@@ -55,6 +55,7 @@ class EvalStudySpec(Strict):
     fk: bool = True
     max_ip_pairs: int = Field(200, ge=1)  # parallel pairs per language (first N, fixed)
     la_pairs: int = Field(300, ge=1)  # generated minimal pairs per language
+    fk_pairs: int = Field(300, ge=1)  # factual pairs per language (seeded sample)
     fk_source: str = "cldr"  # "cldr" (offline facts via babel) or an mParaRel directory
     extra_la: dict[str, list[Path]] = Field(default_factory=dict)  # lang -> more LA files (BLiMP, MultiBLiMP…)
     extra_fk: dict[str, list[Path]] = Field(default_factory=dict)

@@ -1,0 +1,137 @@
+"""The study: the plan's DAG, a micro study end to end (real offline data, tiny models), skip/resume
+after a crash, and the report it ends in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from growmerge.errors import GrowmergeError
+from growmerge.study import runner
+from growmerge.study.plan import build_plan
+from growmerge.study.results import Results
+from growmerge.study.spec import StudyConfig, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def micro_config(run_dir: Path) -> dict:
+    """2 languages, 2 methods, tiny models, a few steps: every stage kind of the real study."""
+    return {
+        "name": "micro", "seed": 0, "run_dir": str(run_dir),
+        "model": {"init": "tiny", "factor": 2},
+        "data": {
+            "languages": ["is", "fa"], "seq_len": 64, "tokenizer": {"vocab_size": 512, "sample_chars": 60000},
+            "streams": {
+                "code": {"lang": "code", "sources": [{"kind": "python_code"}], "max_chars": 60000},
+                "en": {"lang": "en", "sources": [{"kind": "libreoffice_help"}], "max_chars": 80000,
+                       "split": {"en_seed": 0.8, "en_base": 0.2}},
+                "is": {"lang": "is", "sources": [{"kind": "libreoffice_ui"}], "max_chars": 40000, "eval_fraction": 0.2},
+                "fa": {"lang": "fa", "sources": [{"kind": "libreoffice_ui"}], "max_chars": 40000, "eval_fraction": 0.2},
+            },
+        },
+        "train": {"global_batch": 4, "checkpoints": 3, "threads": 1},
+        "phases": {"seed_code": {"steps": 6}, "seed_mixed": {"steps": 6}, "base": {"steps": 4},
+                   "adapt": {"steps": 6}, "multi": {"steps": 6}},
+        "merge": {"methods": ["linear", "ties"]},
+        "eval": {"max_ip_pairs": 10, "la_pairs": 10, "fk_pairs": 10, "off_the_shelf": []},
+    }
+
+
+def test_plan_is_a_dag_with_the_paper_lineage():
+    cfg = load_study(ROOT / "configs" / "demo.yaml")
+    stages = build_plan(cfg)
+    ids = [s.id for s in stages]
+    assert len(ids) == len(set(ids))
+    for i, s in enumerate(stages):  # every dependency comes earlier
+        assert all(ids.index(d) < i for d in s.deps), s.id
+    by_id = {s.id: s for s in stages}
+    assert by_id["base_2x"].params["init"] == "seed_2x" and by_id["seed_2x"].params["src"] == "seed"
+    assert by_id["base_1x_cloned"].params["src"] == "base_1x"
+    langs = cfg.data.languages
+    for lang in langs:
+        assert by_id[f"1x_{lang}"].params["init"] == "base_1x"
+        assert by_id[f"1x_cloned_{lang}"].params["init"] == "base_1x_cloned"
+        assert by_id[f"2x_{lang}"].params["init"] == "base_2x"
+        assert by_id[f"2x_{lang}"].params["mixture"] == f"adapt_{lang}"
+    # task-vector merges subtract the English base of the same scale
+    assert {by_id[f"merge_{s}"].params["base"] for s in ("1x", "1x_cloned", "2x")} == {"base_1x", "base_1x_cloned", "base_2x"}
+    assert stages[-1].id == "report"
+
+
+def test_fingerprints_change_exactly_downstream(tmp_path):
+    raw = micro_config(tmp_path / "run")
+    before = {s.id: s.fingerprint for s in build_plan(StudyConfig.model_validate(raw))}
+    raw["phases"]["adapt"]["steps"] = 7
+    after = {s.id: s.fingerprint for s in build_plan(StudyConfig.model_validate(raw))}
+    changed = {k for k in before if before[k] != after[k]}
+    assert {"seed", "base_1x", "base_2x", "seed_2x", "base_1x_cloned", "data"}.isdisjoint(changed)
+    assert {"1x_is", "2x_fa", "1x_cloned_is", "merge_2x", "eval_1x_is", "report"} <= changed
+    assert "1x_multi" not in changed  # multi has its own phase
+
+
+def test_bad_study_configs(tmp_path):
+    raw = micro_config(tmp_path / "run")
+    raw["merge"]["methods"] = ["linear", "frankenmerge"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, "-m", "growmerge.cli", "study", "plan", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "merge.methods" in proc.stderr and "frankenmerge" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    raw = micro_config(tmp_path / "run")
+    raw["phases"]["adapt"]["lrr"] = 1.0
+    with pytest.raises(GrowmergeError, match="phases.adapt.lrr"):
+        from growmerge.config import parse
+
+        parse(StudyConfig, raw, "x.yaml")
+
+
+def test_micro_study_end_to_end_and_resume(tmp_path, monkeypatch):
+    cfg = StudyConfig.model_validate(micro_config(tmp_path / "run"))
+    # Crash in the middle (the first merge stage), as a kill would: nothing after it is marked done.
+    real_merge = runner.EXECUTORS["merge"]
+
+    def crash(ctx, stage):
+        raise RuntimeError("killed")
+
+    monkeypatch.setitem(runner.EXECUTORS, "merge", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        runner.run_study(cfg, echo=lambda m: None)
+    stages = build_plan(cfg)
+    done = {s.id for s in stages if runner.is_done(cfg.root, s)}
+    assert {"data", "pairs", "seed", "base_2x", "2x_fa", "2x_multi"} <= done and "merge_1x" not in done
+    seconds = {s: json.loads((cfg.root / "stages" / f"{s}.json").read_text())["finished"] for s in done}
+
+    monkeypatch.setitem(runner.EXECUTORS, "merge", real_merge)
+    log: list[str] = []
+    runner.run_study(cfg, echo=log.append)
+    assert all(f"{s}: done" in "\n".join(log) for s in done)  # nothing completed was redone
+    assert all(json.loads((cfg.root / "stages" / f"{s}.json").read_text())["finished"] == seconds[s] for s in done)
+    assert all(runner.is_done(cfg.root, s) for s in stages)
+
+    with Results(cfg.root / "results.sqlite") as res:
+        setups = {m["setup"] for m in res.models()}
+        assert {"1x", "1x_cloned", "2x", "1x_multi", "1x_cloned_multi", "2x_multi", "base_1x", "base_2x"} <= setups
+        merges = res.merges()
+        assert len(merges) == 2 * 3  # 2 methods × 3 scales × the one pair
+        assert {m["scale"] for m in merges} == {"1x", "1x_cloned", "2x"}
+        tasks = {(r["task"]) for r in res.query("SELECT DISTINCT task FROM scores")}
+        assert tasks == {"ip", "la", "fk"}
+        # every checkpoint carries cumulative FLOPs that include the base's
+        base = res.models(name="base_2x")[0]["flops_cumulative"]
+        first = min(res.checkpoints("2x_is"), key=lambda c: c["step"])
+        assert first["flops_cumulative"] > base > 0
+        merged_scores = res.query("SELECT COUNT(*) AS n FROM scores s JOIN merges m ON s.model = m.name")
+        assert merged_scores[0]["n"] > 0
+    html = (cfg.root / "report" / "index.html").read_text()
+    assert 'id="findings"' in html and html.count("<img") >= 5
+
+    # a second run is a no-op
+    log.clear()
+    runner.run_study(cfg, echo=log.append)
+    assert all(line.endswith(": done") for line in log)
