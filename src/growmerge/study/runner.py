@@ -82,38 +82,32 @@ def run_data(ctx: Context, stage: Stage) -> None:
 
 
 def run_pairs(ctx: Context, stage: Stage) -> None:
-    """Fixed evaluation sets for every model: IP (first N parallel pairs; English = the English sides),
-    LA (minimal pairs generated from held-out sentences), FK (facts), all as JSONL under eval/."""
+    """Fixed evaluation sets for every model, as JSONL under eval/: IP (the first N parallel pairs;
+    for English, English paired with itself), LA (minimal pairs generated from held-out sentences),
+    FK (a seeded sample of facts)."""
     from growmerge.evaluate.pairs import read_fk
     from growmerge.evaluate.perturb.sets import generate_file, write_jsonl
 
-    ev = ctx.cfg.eval
-    parallel = ctx.root / "data" / "eval" / "parallel"
-    english: dict[str, dict] = {}
+    ev, seed = ctx.cfg.eval, stage.params["seed"]
+    held_out = ctx.root / "data" / "eval"
     for lang in stage.params["languages"]:
-        if lang != ENGLISH and ev.ip:
-            rows = read_jsonl(parallel / f"{lang}.jsonl")[: ev.max_ip_pairs]
-            write_jsonl(rows, ctx.eval_file("ip", lang))
-            for r in rows:
-                english.setdefault(r["en"], {"id": f"en-{len(english)}", "en": r["en"], "tgt": r["en"], "lang": "en"})
-        sentences = ctx.root / "data" / "eval" / "sentences" / f"{lang}.txt"
+        if ev.ip:
+            write_jsonl(read_jsonl(held_out / "parallel" / f"{lang}.jsonl")[: ev.max_ip_pairs], ctx.eval_file("ip", lang))
+        sentences = held_out / "sentences" / f"{lang}.txt"
         if ev.la and sentences.is_file():
             try:
-                report = generate_file(lang, sentences, ctx.eval_file("la", lang), stage.params["n"], stage.params["seed"])
+                report = generate_file(lang, sentences, ctx.eval_file("la", lang), stage.params["n"], seed)
                 ctx.say(f"LA {lang}: {report['pairs']} pairs ({report['backend']}; {len(report['features'])} features)")
             except GrowmergeError as exc:  # one language without a morphology backend must not stop the study
                 ctx.say(f"LA {lang}: no generated set ({exc})")
         if ev.fk:
             try:
-                fk = read_fk(ev.fk_source, lang, stage.params["seed"]).pairs
-                # A fixed seeded sample: every model is scored on the same facts.
-                fk = random.Random(stage.params["seed"]).sample(fk, min(len(fk), ev.fk_pairs))
-                write_jsonl(fk, ctx.eval_file("fk", lang))
+                fk = read_fk(ev.fk_source, lang, seed).pairs
             except GrowmergeError as exc:
                 ctx.say(f"FK {lang}: no set ({exc})")
-    if english:
-        rows = list(english.values())[: ev.max_ip_pairs]
-        write_jsonl(rows, ctx.eval_file("ip", ENGLISH))
+                continue
+            # A fixed seeded sample: every model is scored on the same facts.
+            write_jsonl(random.Random(seed).sample(fk, min(len(fk), ev.fk_pairs)), ctx.eval_file("fk", lang))
 
 
 def read_jsonl(path: Path) -> list[dict]:
