@@ -187,7 +187,8 @@ def test_claims_apply_the_noise_rule():
     assert greater("x", a, b).status == HOLDS and greater("x", b, a).status == FAILS
     assert greater("x", Cell(0.67, 0.01), b).status == INCONCLUSIVE
     assert greater("x", a, None).status == INCONCLUSIVE
-    assert not_worse("x", Cell(0.64, 0.01), b).status == HOLDS      # within noise counts as ≥
+    assert not_worse("x", Cell(0.64, 0.01), b).status == INCONCLUSIVE  # wrong direction, within noise
+    assert not_worse("x", Cell(0.66, 0.01), b).status == HOLDS
     assert not_worse("x", Cell(0.60, 0.01), b).status == FAILS
     assert close("x", Cell(0.66, 0.0), Cell(0.65, 0.0)).status == HOLDS
     assert close("x", Cell(0.70, 0.0), Cell(0.65, 0.0)).status == FAILS

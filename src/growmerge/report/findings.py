@@ -67,11 +67,13 @@ def greater(what: str, a: Cell | None, b: Cell | None) -> Claim:
 
 
 def not_worse(what: str, a: Cell | None, b: Cell | None) -> Claim:
-    """a ≥ b: fails only if b is better beyond noise."""
+    """a ≥ b: holds when measured so, fails if b is better beyond noise, else (b slightly better,
+    within noise) inconclusive — a result in the wrong direction is never counted as support."""
     if a is None or b is None:
         return Claim(INCONCLUSIVE, f"{what}: no data")
     d = a - b
-    return Claim(FAILS if -d.value > margin(d) else HOLDS, f"{what}: {_fmt(a, b)}")
+    status = HOLDS if d.value > -1e-9 else FAILS if -d.value > margin(d) else INCONCLUSIVE  # a tie is ≥
+    return Claim(status, f"{what}: {_fmt(a, b)}")
 
 
 def close(what: str, a: Cell | None, b: Cell | None, tol: float = CLOSE) -> Claim:
