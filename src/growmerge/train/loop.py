@@ -209,7 +209,7 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
     model.to(d.device)
     module = wrap(model, d, spec.fsdp)
     optimizer = torch.optim.AdamW(param_groups(module, spec), lr=spec.lr, betas=spec.betas, eps=spec.eps,
-                                  fused=d.device.type == "cuda")
+                                  fused=d.device.type == "cuda" or d.world == 1)
     step, consumed = 0, 0
     if state is not None:
         trainer = ckpt.load_checkpoint(state, module, optimizer, d)
@@ -247,9 +247,10 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
             loss_value = d.mean(loss_sum / plan.accum)
             tokens = consumed * plan.seq_len
             if step % spec.log_every == 0 or step == plan.total_steps:
-                rate = (tokens - tokens0) / max(time.perf_counter() - t0, 1e-9)
+                elapsed = time.perf_counter() - t0
                 obs.step(dict(step=step, loss=loss_value, lr=lr, grad_norm=grad_norm, tokens=tokens,
-                              flops=prior + step * plan.flops_per_step, tokens_per_s=rate))
+                              flops=prior + step * plan.flops_per_step, elapsed=elapsed,
+                              tokens_per_s=(tokens - tokens0) / max(elapsed, 1e-9)))
             crash(f"step:{step}")
             if step in plan.checkpoint_steps:
                 per_stream = stream.tokens_per_stream(consumed)
