@@ -363,3 +363,22 @@ def test_checkpoint_cadence_by_steps_flops_and_count():
     assert checkpoint_steps(TrainSpec(checkpoints=4), 10, 1.0) == {2, 5, 8, 10}
     assert checkpoint_steps(TrainSpec(checkpoint_every_flops=25.0), 10, 10.0) == {3, 5, 8, 10}
     assert len(checkpoint_steps(TrainSpec(), 1000, 1.0)) == 10  # default: 10 exports per run
+
+
+def test_fused_chunked_loss_equals_cross_entropy(monkeypatch):
+    import torch.nn.functional as F
+
+    from growmerge.train import loss as loss_mod
+
+    monkeypatch.setattr(loss_mod, "CHUNK_ELEMENTS", 64 * 100)  # many chunks, the last one partial
+    torch.manual_seed(0)
+    h = torch.randn(300, 16, requires_grad=True)
+    w = torch.randn(100, 16, requires_grad=True)
+    y = torch.randint(0, 100, (300,))
+    F.cross_entropy(h @ w.T, y).mul(3).backward()
+    want = F.cross_entropy(h @ w.T, y).item(), h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    got = loss_mod.fused_cross_entropy(h, w, y)
+    got.mul(3).backward()
+    assert abs(got.item() - want[0]) < 1e-5
+    assert torch.allclose(h.grad, want[1], atol=1e-6) and torch.allclose(w.grad, want[2], atol=1e-6)

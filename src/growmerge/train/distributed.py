@@ -55,13 +55,16 @@ def setup() -> Dist:
 
 
 def wrap(model, d: Dist, fsdp: bool):
-    """Return the module the loop calls (DDP/FSDP2-wrapped when distributed)."""
+    """Return the module the loop calls (DDP/FSDP2-wrapped when distributed).
+
+    `model` is the loss module (train.loss.CausalLMLoss) around the causal LM.
+    """
     if d.world == 1:
         return model
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
-        for layer in model.model.layers:
+        for layer in model.lm.model.layers:
             fully_shard(layer)
         fully_shard(model)
         return model
@@ -71,7 +74,9 @@ def wrap(model, d: Dist, fsdp: bool):
 
 
 def unwrapped(module):
-    return getattr(module, "module", module)
+    """The causal LM inside the DDP wrapper and the loss module."""
+    inner = getattr(module, "module", module)
+    return getattr(inner, "lm", inner)
 
 
 def grad_sync(module, enabled: bool):

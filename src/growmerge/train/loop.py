@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from growmerge.artifacts import is_local, load_model, load_tokenizer, read_meta
 from growmerge.data.mixture import Mixture
@@ -29,6 +28,7 @@ from growmerge.errors import GrowmergeError
 from growmerge.train import checkpoint as ckpt
 from growmerge.train.distributed import Dist, grad_sync, setup, wrap
 from growmerge.train.flops import flops_per_token
+from growmerge.train.loss import CausalLMLoss
 from growmerge.train.observe import Observer
 from growmerge.train.schedule import wsd_lambda, wsd_phases
 from growmerge.train.spec import PRESETS, TrainSpec, preset_config
@@ -207,7 +207,9 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
     model, prior = build_model(init, spec, stream, tok_src)
     plan = make_plan(spec, stream, model.config, d)
     model.to(d.device)
-    module = wrap(model, d, spec.fsdp)
+    if spec.compile:
+        model.model.compile()  # the decoder body; the fused loss is a hand-written kernel already
+    module = wrap(CausalLMLoss(model, torch.bfloat16 if spec.dtype == "bf16" else torch.float32), d, spec.fsdp)
     optimizer = torch.optim.AdamW(param_groups(module, spec), lr=spec.lr, betas=spec.betas, eps=spec.eps,
                                   fused=d.device.type == "cuda" or d.world == 1)
     step, consumed = 0, 0
@@ -218,7 +220,6 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
         (work / "checkpoints").mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial(work)
     d.barrier()
-    forward = torch.compile(module) if spec.compile else module
     warmup, decay = wsd_phases(plan.total_steps, spec.warmup_fraction, spec.warmup_min_steps, spec.decay_fraction)
     autocast = torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=spec.dtype == "bf16")
     obs = Observer(work, plan.total_steps, step, d.main, progress)
@@ -235,8 +236,7 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
             for m in range(plan.accum):
                 x = stream.batch(first + m * plan.micro, plan.micro).to(d.device, non_blocking=True)
                 with grad_sync(module, m == plan.accum - 1), autocast:
-                    logits = forward(input_ids=x).logits
-                    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten())
+                    loss = module(x)
                 (loss / plan.accum).backward()
                 loss_sum += loss.item()
             grad_norm = grad_norm_after_clip(params, spec.grad_clip)
