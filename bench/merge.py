@@ -55,9 +55,12 @@ def build_models(work: Path, n: int) -> list[Path]:
     from transformers import LlamaConfig
 
     dirs = [work / "models" / name for name in ["base"] + [f"lang{i}" for i in range(n)]]
+    config = LlamaConfig(**SHAPE, tie_word_embeddings=True, max_position_embeddings=2048,
+                         architectures=["LlamaForCausalLM"])
     if all((d / "model.safetensors").is_file() for d in dirs):
+        for d in dirs:
+            config.save_pretrained(d)
         return dirs
-    config = LlamaConfig(**SHAPE, tie_word_embeddings=True, max_position_embeddings=2048)
     g = torch.Generator().manual_seed(0)
     base = {k: (torch.rand(s, generator=g) + 0.5 if len(s) == 1 else torch.randn(s, generator=g) * 0.02)
             for k, s in tensor_shapes().items()}

@@ -306,3 +306,23 @@ def test_vector_similarity_geometry(zoo, tmp_path):
     result = cli("analyze", "vectors", "--base", zoo["eng"], f"a={tmp_path / 'a'}", f"fao={zoo['fao']}",
                  "--png", tmp_path / "cli.png")
     assert result.exit_code == 0 and (tmp_path / "cli.png").is_file()
+
+
+@pytest.mark.parametrize("method", ["dare_linear", "slerp"])
+def test_beyond_paper_methods_match_mergekit(zoo, tmp_path, method):
+    models = [zoo["isl"]] if method == "slerp" else [zoo["isl"], zoo["fao"]]
+    extra = {"parameters": {"t": 0.3}} if method == "slerp" else {}
+    config = paper_yaml(tmp_path / "m.yaml", method, models, zoo["eng"], **extra)
+    if method == "dare_linear":
+        data = yaml.safe_load(config.read_text())
+        for m in data["models"]:
+            m["parameters"]["density"] = 0.5
+        config.write_text(yaml.safe_dump(data))
+    assert cli("merge", config, tmp_path / "ours", "--mergekit-compat").exit_code == 0
+    assert cli("merge", config, tmp_path / "fast").exit_code == 0
+    theirs = tensors(run_mergekit(config, tmp_path / "mk"))
+    assert_bitwise_equal(theirs, tensors(tmp_path / "ours"))
+    fast = tensors(tmp_path / "fast")
+    assert all(torch.isfinite(t).all() for t in fast.values())
+    if method == "slerp":
+        assert all(within_ulps(fast[k], theirs[k]).all() for k in theirs)

@@ -85,12 +85,16 @@ class TopK:
         self.ties_left = k - int(torch.count_nonzero(scratch[n - k:] > self.t))
 
     def mask(self, a: torch.Tensor) -> torch.Tensor:
+        """Call once per chunk, in order: the ties still owed are taken from the earliest chunks."""
         keep = a > self.t
         if self.ties_left > 0:
             eq = a == self.t
-            where = torch.nonzero(eq).view(-1)[: self.ties_left]
-            keep[where] = True
-            self.ties_left -= where.numel()
+            count = int(torch.count_nonzero(eq))
+            if count <= self.ties_left:
+                keep |= eq
+            else:
+                keep[torch.nonzero(eq).view(-1)[: self.ties_left]] = True
+            self.ties_left -= min(count, self.ties_left)
         return keep
 
 
@@ -154,11 +158,11 @@ def task_arithmetic_family(sparsify: str | None, consensus: bool):
             for d in ds[1:]:
                 mixed.add_(d)
             if consensus:
-                majority = torch.where(mixed >= 0, 1.0, -1.0)
+                majority = (mixed >= 0).to(mixed.dtype).mul_(2).sub_(1)  # sign of the sum, 0 -> +1
                 mixed.zero_()
                 divisor = torch.zeros_like(mixed)
                 for d, w in zip(ds, p.weights):
-                    agree = (d * majority) > 0  # zeros never agree, as in mergekit
+                    agree = torch.sign(d) == majority  # zeros never agree, as in mergekit
                     mixed.add_(d.mul_(agree))
                     divisor.add_(agree.to(divisor.dtype), alpha=w)
                 if p.normalize:

@@ -1,25 +1,32 @@
 """Merge methods: a registry of small functions over the tensors of one name (and a base tensor).
 
-Every method runs in one of two numerical modes (``Ctx.compat``):
+Each method has two implementations, one per numerical mode:
 
-* **compat** reproduces mergekit 0.1.5 bit for bit: inputs arrive already cast to the config dtype
-  and every operation runs in that dtype in mergekit's order (linear accumulates in float32), TIES
-  keeps the top ``int(density*numel)`` of ``argsort(|d|.float(), descending=True)`` (the unstable
-  CPU sort decides which of the tied magnitudes survive, so nothing cheaper can reproduce it), DARE
-  masks are ``bernoulli(density)`` in float32 drawn from one generator per merge seeded once, in
-  lexicographic tensor order and config model order.
-* **default** (fast) casts the inputs to the config dtype as mergekit does, then computes in float32
-  and casts the result back. Differences from compat, by design:
-    - rounding: float32 arithmetic instead of float16/bfloat16 (results differ by ~1 output ulp);
-    - TIES selects the same count ``k`` by a threshold: every |d| above the k-th largest value plus
-      the lowest-index elements equal to it (deterministic; compat's unstable sort may pick other
-      tied elements, and float32 deltas tie less often than float16 ones);
-    - DARE masks come from numpy's PCG64 seeded by (seed, tensor name, model index): 8x faster
-      than torch's bernoulli and independent of tensor order, so a merge and a grid agree; masks
-      therefore differ from compat's (same distribution);
-    - MultiSlerp's epsilon is effective (float32), so it never returns NaN where mergekit's
-      float16 epsilon rounds to 0 and the tangent norm is exactly 0; a zero weighted mean falls
-      back to the weighted linear mean for any number of models (mergekit: only for 2).
+* ``compat`` (``--mergekit-compat``) reproduces mergekit 0.1.5 bit for bit: inputs arrive cast to
+  the config dtype and every operation runs in that dtype, in mergekit's order (linear accumulates
+  in float32); TIES keeps the first ``int(density*numel)`` indices of
+  ``argsort(|d|.float(), descending=True)`` -- the unstable CPU sort decides which tied magnitudes
+  survive, so nothing cheaper reproduces it; DARE masks are ``bernoulli(density)`` in float32 from
+  one generator per merge seeded once, tensors in lexicographic order, models in config order.
+  Full reductions (DARE's L1 norms, MultiSlerp's norms) depend on torch's thread count: compare
+  with mergekit at the same OMP_NUM_THREADS. SLERP follows mergekit's formula but not its chunked
+  norms (it is not one of the paper's methods).
+* ``fast`` (the default; ``merge.fast``) rounds the inputs to the config dtype as mergekit does on
+  load, computes in float32 in chunks and casts the result to the output dtype. It differs from
+  compat, by design, in:
+    - rounding: float32 arithmetic instead of float16/bfloat16 (about one output ulp);
+    - TIES: the same count k, chosen by threshold -- every |d| above the k-th largest value (an
+      in-place introselect) plus the lowest-index elements equal to it. Deterministic; compat's
+      sort may keep other tied elements, and float32 deltas tie less often than float16 ones;
+    - DARE: masks from numpy's PCG64 seeded by (seed, tensor name, model index) -- ~8x faster than
+      torch's bernoulli and independent of tensor order, so a grid cell equals the single merge;
+      masks therefore differ from compat's (same distribution, same L1 rescale);
+    - MultiSlerp: computed in closed form from the Gram matrix of the task vectors (see
+      ``merge.fast``); never NaN, where mergekit's float16 epsilon rounds to 0 and zero task
+      vectors give 0/0. A zero weighted mean falls back to the weighted linear mean for any number
+      of models (mergekit: only for two; compat raises a GrowmergeError as mergekit does).
+  tests/test_merge.py holds the default mode to 2 float16 ulps of compat (TIES: >= 99% of elements;
+  DARE: the L1 size of the merged task vector within 3%).
 """
 
 from __future__ import annotations
@@ -197,23 +204,34 @@ def multislerp(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
 
 
 def slerp(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
-    """Spherical interpolation between the base (t=0) and the one other model (t=1), per row."""
+    """Spherical interpolation from the base (t=0) to the one other model (t=1), over the whole
+    tensor as one vector; norms and dot products in float32 chunks of 2^20 (mergekit's order),
+    near-collinear pairs (|cos| > 0.9995) interpolated linearly."""
     v0, v1 = base, xs[0]
     dtype = torch.float64 if v0.dtype == torch.float64 else torch.float32
-    a = v0.reshape(v0.shape[0], -1).to(dtype) if v0.ndim else v0.reshape(1, 1).to(dtype)
-    b = v1.reshape(a.shape).to(dtype)
-    t = torch.tensor(p.t, dtype=dtype)
-    na = torch.linalg.vector_norm(a, dim=1, keepdim=True)
-    nb = torch.linalg.vector_norm(b, dim=1, keepdim=True)
-    na = torch.where(na > p.eps, na, 1)
-    nb = torch.where(nb > p.eps, nb, 1)
-    dot = ((a / na) * (b / nb)).sum(dim=1, keepdim=True).clamp(-1, 1)
+    a, b = v0.reshape(1, -1), v1.reshape(1, -1)
+    t = torch.tensor([p.t], dtype=torch.float32).reshape(-1, 1).to(dtype)
+    parts = [slice(s, s + (1 << 20)) for s in range(0, a.shape[1], 1 << 20)]
+    if not parts:
+        return ((1 - t) * a + t * b).reshape(v0.shape).to(v0.dtype)
+
+    def norm(x):
+        chunks = [torch.linalg.vector_norm(x[:, c].to(dtype), dim=1, keepdim=True) for c in parts]
+        n = torch.linalg.vector_norm(torch.stack(chunks), dim=0)
+        return torch.where(n > p.eps, n, 1)
+
+    na, nb = norm(a), norm(b)
+    dot = torch.stack([((a[:, c].to(dtype) / na) * (b[:, c].to(dtype) / nb)).sum(dim=1, keepdim=True)
+                       for c in parts]).sum(dim=0).clamp(-1, 1)
     lin = dot.abs() > 0.9995
     theta = torch.acos(torch.where(lin, 0, dot))
     s = torch.sin(theta)
     ca = torch.where(lin, 1 - t, torch.sin((1 - t) * theta) / s)
     cb = torch.where(lin, t, torch.sin(t * theta) / s)
-    return (ca * a + cb * b).reshape(v0.shape).to(v0.dtype if ctx.compat else dtype)
+    result = torch.empty_like(a)
+    for c in parts:
+        result[:, c] = ca * a[:, c].to(dtype) + cb * b[:, c].to(dtype)
+    return result.reshape(v0.shape)
 
 
 def slerp_fast(xs, base, p: Params, ctx: Ctx, out: torch.Tensor) -> None:
@@ -263,13 +281,8 @@ class Method:
             raise GrowmergeError(f"{where} {dup} is listed twice (models must be distinct, and not the base)")
         known = set(self.per_model) | set(self.shared)
         warnings = []
-        for entry in spec.models:
-            for key in entry.parameters:
-                if key not in self.per_model:
-                    raise GrowmergeError(
-                        f"{where} model {entry.model}: unknown per-model parameter {key!r} "
-                        f"(use {', '.join(sorted(self.per_model)) or 'none'})"
-                    )
+        for key in sorted({k for m in spec.models for k in m.parameters} - set(self.per_model)):
+            warnings.append(f"{where} per-model parameter {key!r} is ignored by this method (as in mergekit)")
         for key in spec.parameters:
             if key not in known:
                 warnings.append(f"{where} parameter {key!r} is ignored by this method (as in mergekit)")
