@@ -151,3 +151,14 @@ def test_ip_is_one_for_own_reference(model_dir, tmp_path):
     # A different target side changes IP away from 1.
     other = [dict(r, tgt=r["tgt"].upper()) for r in rows]
     assert information_parity(scorer, other, ref)["value"] != pytest.approx(1.0, abs=1e-3)
+
+
+def test_ip_skips_and_counts_texts_too_long_for_the_model(model_dir, tmp_path):
+    par = tmp_path / "par.jsonl"
+    rows = [{"id": 0, "en": "Short.", "tgt": "Kort."}, {"id": 1, "en": "Long. " * 200, "tgt": "Lång. " * 200}]
+    par.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scorer = Scorer.from_dir(model_dir)
+    ref = reference_nll(model_dir, par, tmp_path / "cache", scorer=scorer)
+    assert ref[0] > 0 and ref[1] is None  # 1,200 characters exceed the tiny model's 256 positions
+    ip = information_parity(scorer, rows, ref)
+    assert ip["n"] == 1 and ip["skipped"] == 1

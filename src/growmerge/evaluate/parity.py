@@ -41,20 +41,23 @@ def read_parallel(path: str | Path) -> list[dict]:
     return rows
 
 
-def information_parity(scorer, pairs: list[dict] | list[str], reference_nll_en: list[float]) -> dict:
-    """Mean, std and n of NLL_ref(en) / NLL_model(tgt). `pairs` are parallel rows or target texts."""
+def information_parity(scorer, pairs: list[dict] | list[str], reference_nll_en: list[float | None]) -> dict:
+    """Mean, std and n of NLL_ref(en) / NLL_model(tgt). `pairs` are parallel rows or target texts.
+
+    Pairs too long for either model (reference NLL None, or target beyond the model's positions)
+    are skipped and counted in ``skipped``."""
     texts = [p["tgt"] if isinstance(p, dict) else p for p in pairs]
     if len(texts) != len(reference_nll_en):
         raise GrowmergeError(f"{len(texts)} target texts but {len(reference_nll_en)} reference NLLs: "
                              "compute the reference on the same parallel file")
-    model_nll = scorer.sequence_nll(texts)
-    ratios = [r / m for r, m in zip(reference_nll_en, model_nll) if m > 0]
+    model_nll = scorer.sequence_nll(texts, skip_too_long=True)
+    ratios = [r / m for r, m in zip(reference_nll_en, model_nll) if r is not None and m is not None and m > 0]
     n = len(ratios)
     if not n:
-        raise GrowmergeError("no parallel pair has a positive NLL under the model")
+        raise GrowmergeError("no parallel pair fits both models with a positive NLL (texts too long?)")
     mean = sum(ratios) / n
     std = math.sqrt(sum((x - mean) ** 2 for x in ratios) / (n - 1)) if n > 1 else 0.0
-    return {"value": mean, "std": std, "n": n}
+    return {"value": mean, "std": std, "n": n, "skipped": len(texts) - n}
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -98,7 +101,7 @@ def reference_nll(reference_model_dir: str | Path, parallel_file: str | Path,
         if len(cached["nll"]) == len(en):
             return cached["nll"]
     scorer = scorer or Scorer.from_dir(reference_model_dir)
-    nll = scorer.sequence_nll(en)
+    nll = scorer.sequence_nll(en, skip_too_long=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"reference": str(reference_model_dir), "parallel": str(parallel_file), "nll": nll})
     return nll

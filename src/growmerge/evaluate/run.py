@@ -54,6 +54,8 @@ def evaluate_model(model_dir, lang: str, ip_file=None, la_files=(), fk_files=(),
         name = Path(ip_file).stem
         rows += [_row(model_dir, lang, "ip", name, "ip", ip["value"], ip["n"]),
                  _row(model_dir, lang, "ip", name, "ip_std", ip["std"], ip["n"])]
+        if ip["skipped"]:
+            rows.append(_row(model_dir, lang, "ip", name, "skipped", ip["skipped"], ip["n"]))
     for task, sets in (("la", la_sets), ("fk", fk_sets)):
         for ps in sets:
             rows += pair_rows(model_dir, lang, task, score_pairs(scorer, ps), ps.name)

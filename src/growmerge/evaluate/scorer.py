@@ -98,9 +98,14 @@ class Scorer:
         """Total log-probability of each continuation given its context."""
         return self._score_seqs([self.encode_pair(c, x) for c, x in requests])
 
-    def sequence_nll(self, texts: Sequence[str]) -> list[float]:
-        """Total (summed) negative log-likelihood of each text after exactly one BOS."""
-        return [-lp for lp in self._score_seqs([self.encode_pair("", t) for t in texts])]
+    def sequence_nll(self, texts: Sequence[str], skip_too_long: bool = False) -> list[float | None]:
+        """Total (summed) negative log-likelihood of each text after exactly one BOS.
+
+        A text longer than the model's positions is an error, or None with `skip_too_long`."""
+        seqs = [self.encode_pair("", t) for t in texts]
+        keep = [i for i, s in enumerate(seqs) if not skip_too_long or len(s.tokens) <= self.max_len]
+        scores = dict(zip(keep, self._score_seqs([seqs[i] for i in keep])))
+        return [-scores[i] if i in scores else None for i in range(len(seqs))]
 
     def score_minimal_pairs(self, pairs: Sequence[tuple[str, str]], share_prefix: bool | None = None,
                             conditional: bool = False) -> list[tuple[float, float]]:
