@@ -2,10 +2,11 @@
 
 hazm pins an old numpy, so it is installed with ``--no-deps`` and we read only its data files.
 
-Covered (affirmative only): simple past (past stem + ending) and present indicative (``می‌`` +
-present stem + ending), each × person × number, and the bare present subjunctive used in compound
-verbs (``کنید``), × person × number. A present stem ending in ا/آ takes the glide ی.
-Not covered: negation, the ب- subjunctive, perfect and progressive tenses, nouns and adjectives.
+Covered, affirmative and negative (ن-, نمی‌-): simple past (past stem + ending) and present
+indicative (``می‌`` + present stem + ending), each × person × number, and the bare present
+subjunctive used in compound verbs (``کنید``, ``نکنید``), × person × number; a change is one of
+person, number or tense (past ↔ present indicative), never polarity. A present stem ending in ا/آ takes the glide ی.
+Not covered: the ب- subjunctive, the future (خواه-), perfect and progressive tenses, nouns and adjectives.
 The ``می`` prefix is recognised with a ZWNJ (``می‌روم``) or joined (``میروم``); the joined style is an
 opaque feature, so a replacement keeps the original's spelling. Words that ``words.dat`` also lists
 as a noun or adjective get a non-verb reading too, so ambiguous words are not perturbed.
@@ -77,9 +78,19 @@ class PersianInflector(TableInflector):
     def _add_verb(self, past: str, pres: str) -> None:
         lemma = f"{past}#{pres}"
         stem = pres + "ی" if pres.endswith(VOWEL_END) else pres
-        for (person, number), end in PAST_END.items():
-            self.add(lemma, {"V", "IND", "PST", person, number}, past + end)
-        for (person, number), end in PRES_END.items():
-            self.add(lemma, {"V", "IND", "PRS", person, number}, "می" + ZWNJ + stem + end)
-            self.add(lemma, {"V", "IND", "PRS", person, number, "joined"}, "می" + stem + end)
-            self.add(lemma, {"V", "SBJV", person, number}, stem + end)
+        # Polarity is an opaque tag (never changed): negative forms still change person, number, tense.
+        for polarity, neg in (("POS", ""), ("NEG", "ن")):
+            for (person, number), end in PAST_END.items():
+                self.add(lemma, {"V", "IND", "PST", polarity, person, number}, _negate(neg, past) + end)
+            for (person, number), end in PRES_END.items():
+                feats = {"V", "IND", "PRS", polarity, person, number}
+                self.add(lemma, feats, neg + "می" + ZWNJ + stem + end)
+                self.add(lemma, feats | {"joined"}, neg + "می" + stem + end)
+                self.add(lemma, {"V", "SBJV", polarity, person, number}, _negate(neg, stem) + end)
+
+
+def _negate(neg: str, stem: str) -> str:
+    """ن- before a stem; before آ it is written نیا (آمد → نیامد)."""
+    if neg and stem.startswith("آ"):
+        return neg + "یا" + stem[1:]
+    return neg + stem
