@@ -118,8 +118,9 @@ def test_known_forms():
     lemma = next(r[0] for r in ice.analyze("hestinum") if r[0].startswith("hestur|kk"))
     assert ice.generate(lemma, frozenset({"N", "DAT", "PL", "DEF"})) == ["hestunum"]
     fa = get_inflector(None, "fa")
-    assert fa.generate("رفت#رو", frozenset({"V", "IND", "PST", "1", "SG"})) == ["رفتم"]
-    assert fa.generate("رفت#رو", frozenset({"V", "IND", "PRS", "3", "PL"})) == ["می\u200cروند"]
+    assert fa.generate("رفت#رو", frozenset({"V", "IND", "PST", "POS", "1", "SG"})) == ["رفتم"]
+    assert fa.generate("رفت#رو", frozenset({"V", "IND", "PRS", "POS", "3", "PL"})) == ["می\u200cروند"]
+    assert fa.generate("آمد#آی", frozenset({"V", "IND", "PST", "NEG", "3", "SG"})) == ["نیامد"]
     assert get_inflector(None, "en").generate("run|VERB", frozenset({"V", "PST", "FIN"})) == ["ran"]
 
 
