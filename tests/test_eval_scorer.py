@@ -70,6 +70,14 @@ def test_blimp_decisions_match_lm_eval(model_dir, lm_eval_model, share):
     assert result["n"] == len(rows)
 
 
+@pytest.mark.parametrize("share", [True, False])
+def test_total_log_probs_match_lm_eval(model_dir, lm_eval_model, share):
+    pairs = [(" " + r["good"], " " + r["bad"]) for r in blimp_sample()[::5]]
+    ours = Scorer.from_dir(model_dir, share_prefix=share).score_minimal_pairs(pairs)
+    theirs = lm_eval_pair_scores(lm_eval_model, pairs)
+    assert max(abs(a - b) for p, q in zip(ours, theirs) for a, b in zip(p, q)) < 1e-4
+
+
 def test_multiblimp_style_own_jsonl_matches_lm_eval(model_dir, lm_eval_model, tmp_path):
     # MultiBLiMP-style agreement pairs in several languages, scored without a leading space.
     base = [("Hundurinn sefur.", "Hundurinn sofa."), ("Koer magab.", "Koer magavad."),
