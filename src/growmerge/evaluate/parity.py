@@ -60,9 +60,23 @@ def information_parity(scorer, pairs: list[dict] | list[str], reference_nll_en: 
     return {"value": mean, "std": std, "n": n, "skipped": len(texts) - n}
 
 
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def model_fingerprint(model_dir: str | Path) -> str:
-    """Content hash of the files that determine a model's scores (weights, config, tokenizer)."""
+    """Content hash of the files that determine a model's scores (weights, config, tokenizer).
+
+    Memoised per process by (path, sizes, mtimes): the study hashes its reference once, not once
+    per evaluated model."""
     model_dir = Path(model_dir)
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(model_dir.glob("*")) if f.is_file())
+    key = (str(model_dir.resolve()), stamp)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _hash_model_files(model_dir)
+    return _FINGERPRINTS[key]
+
+
+def _hash_model_files(model_dir: Path) -> str:
     h = hashlib.sha256()
     files = [model_dir / f for f in FINGERPRINT_FILES if (model_dir / f).is_file()]
     index = model_dir / "model.safetensors.index.json"
