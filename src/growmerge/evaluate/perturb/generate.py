@@ -53,6 +53,8 @@ def candidates(sentences: list[str], inflector) -> list[Candidate]:
         readings = _readings(inflector, analyses, w)
         if len({lemma for lemma, _ in readings}) > 1:
             continue  # a word of two lemmas (e.g. a pronoun that is also a noun): which one changed is unclear
+        if any(not any(inflector.dimension_of(t) for t in feats) for _, feats in readings):
+            continue  # a reading the backend does not model (e.g. an imperative): the change may not be one feature
         for lemma, feats in readings:
             for dim, old, new, new_feats in inflector.one_feature_changes(feats):
                 changes.setdefault(w, []).append((lemma, feats, dim, old, new, new_feats))
