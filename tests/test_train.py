@@ -239,7 +239,12 @@ def test_torchrun_two_processes_match_one(tmp_path, fsdp):
     one = train(None, Mixture(items=[MixtureItem(shard=shard, name="x")]), TrainSpec(**spec), tmp_path / "one",
                 progress=False)
     job = write_job(tmp_path / "job.yaml", shard, tmp_path / "two", **spec)
-    r = run_cli([str(job)] + (["--fsdp"] if fsdp else []), torchrun=2, timeout=180)
+    flags = ["--fsdp"] if fsdp else []
+    if fsdp:  # also: a sharded run killed after its first checkpoint resumes from the DCP shards
+        r = run_cli([str(job)] + flags, torchrun=2, timeout=180, env={"GROWMERGE_CRASH": "step:5"})
+        assert r.returncode != 0 and (tmp_path / "two.partial" / "checkpoints" / "step-3" / "state").is_dir()
+        flags.append("--resume")
+    r = run_cli([str(job)] + flags, torchrun=2, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     assert np.max(np.abs(np.array(losses(tmp_path / "two")) - np.array(losses(one)))) <= 1e-5
     from safetensors.torch import load_file
