@@ -92,7 +92,8 @@ def run_pairs(ctx: Context, stage: Stage) -> None:
     held_out = ctx.root / "data" / "eval"
     for lang in stage.params["languages"]:
         if ev.ip:
-            write_jsonl(read_jsonl(held_out / "parallel" / f"{lang}.jsonl")[: ev.max_ip_pairs], ctx.eval_file("ip", lang))
+            parallel = ev.ip_files.get(lang) or held_out / "parallel" / f"{lang}.jsonl"
+            write_jsonl(read_jsonl(parallel)[: ev.max_ip_pairs], ctx.eval_file("ip", lang))
         sentences = held_out / "sentences" / f"{lang}.txt"
         if ev.la and sentences.is_file():
             try:

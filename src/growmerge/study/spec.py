@@ -57,6 +57,7 @@ class EvalStudySpec(Strict):
     la_pairs: int = Field(300, ge=1)  # generated minimal pairs per language
     fk_pairs: int = Field(300, ge=1)  # factual pairs per language (seeded sample)
     fk_source: str = "cldr"  # "cldr" (offline facts via babel) or an mParaRel directory
+    ip_files: dict[str, Path] = Field(default_factory=dict)  # lang -> parallel JSONL instead of the data stage's
     extra_la: dict[str, list[Path]] = Field(default_factory=dict)  # lang -> more LA files (BLiMP, MultiBLiMP…)
     extra_fk: dict[str, list[Path]] = Field(default_factory=dict)
     checkpoints: Literal["matched", "none"] = "matched"  # evaluate the compute-matched checkpoints
