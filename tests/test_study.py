@@ -135,3 +135,10 @@ def test_micro_study_end_to_end_and_resume(tmp_path, monkeypatch):
     log.clear()
     runner.run_study(cfg, echo=log.append)
     assert all(line.endswith(": done") for line in log)
+
+
+def test_paper_config_validates_without_running():
+    proc = subprocess.run([sys.executable, "-m", "growmerge.cli", "study", "plan", str(ROOT / "configs" / "paper.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "59 stages" in proc.stdout and "2x_fo" in proc.stdout and "merge_1x_cloned" in proc.stdout
