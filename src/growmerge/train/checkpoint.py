@@ -58,12 +58,16 @@ def link_tokenizer(src: Path | None, dst: Path) -> None:
     if src is None:
         return
     for name in TOKENIZER_FILES:
-        f = src / name
-        if f.is_file():
-            try:
-                os.link(f, dst / name)
-            except OSError:
-                shutil.copy2(f, dst / name)
+        if (src / name).is_file():
+            link_or_copy(src / name, dst / name)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (files of a finished export are never modified), or a copy where links are refused."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def export_hf(model, d: Dist, out: Path, tokenizer_src: Path | None, meta: dict) -> None:

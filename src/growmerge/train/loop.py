@@ -145,7 +145,7 @@ def checkpoint_steps(spec: TrainSpec, total: int, flops_per_step: float) -> set[
     return steps
 
 
-def no_op_if_finished(out: Path, fingerprint: str, force: bool) -> bool:
+def no_op_if_finished(out: Path, fingerprint: str, force: bool, d: Dist) -> bool:
     if not out.exists():
         return False
     if (out / "config.json").is_file() and read_meta(out).get("fingerprint") == fingerprint:
@@ -153,8 +153,28 @@ def no_op_if_finished(out: Path, fingerprint: str, force: bool) -> bool:
     if not force:
         raise GrowmergeError(f"{out} already holds something else than this run's result (different spec, init or "
                              "data): pick another output directory or pass --force to replace it")
-    shutil.rmtree(out)
+    d.barrier()  # every rank has looked before rank 0 deletes
+    if d.main:
+        shutil.rmtree(out)
     return False
+
+
+def claim_work_dir(work: Path, fingerprint: str, resume: bool, force: bool, d: Dist) -> Path | None:
+    """The state to resume from (None: start fresh), after checking it belongs to this run."""
+    state = ckpt.latest_state(work) if resume else None
+    if state is not None:
+        found = json.loads((state / "trainer.json").read_text())["fingerprint"]
+        if found != fingerprint:
+            raise GrowmergeError(f"{work} was started with a different spec, init or data (fingerprint {found}, "
+                                 f"this run {fingerprint}): resume with the original spec or pass --force to restart")
+    elif work.exists() and not resume:
+        if not force:
+            raise GrowmergeError(f"{work} holds an unfinished run: pass --resume to continue it or --force to restart")
+        d.barrier()
+        if d.main:
+            shutil.rmtree(work)
+    d.barrier()
+    return state
 
 
 def param_groups(model, spec: TrainSpec) -> list[dict]:
@@ -188,20 +208,10 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
     out = Path(out_dir)
     stream = open_stream(mixture, spec.seed)
     fingerprint = spec.fingerprint(init_identity(init), describe(mixture))
-    if no_op_if_finished(out, fingerprint, force):
+    if no_op_if_finished(out, fingerprint, force, d):
         return out
     work = out.with_name(out.name + ".partial")
-    state = ckpt.latest_state(work) if resume else None
-    if state is not None:
-        found = json.loads((state / "trainer.json").read_text())["fingerprint"]
-        if found != fingerprint:
-            raise GrowmergeError(f"{work} was started with a different spec, init or data (fingerprint {found}, "
-                                 f"this run {fingerprint}): resume with the original spec or pass --force to restart")
-    elif work.exists() and not resume and d.main:
-        if not force:
-            raise GrowmergeError(f"{work} holds an unfinished run: pass --resume to continue it or --force to restart")
-        shutil.rmtree(work)
-    d.barrier()
+    state = claim_work_dir(work, fingerprint, resume, force, d)
 
     tok_src = tokenizer_source(init, tokenizer_dir)
     model, prior = build_model(init, spec, stream, tok_src)
@@ -232,19 +242,12 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
             for group in optimizer.param_groups:
                 group["lr"] = lr
             first = consumed + d.rank * plan.per_rank  # this rank's slice of the global batch
-            loss_sum = 0.0
-            for m in range(plan.accum):
-                x = stream.batch(first + m * plan.micro, plan.micro).to(d.device, non_blocking=True)
-                with grad_sync(module, m == plan.accum - 1), autocast:
-                    loss = module(x)
-                (loss / plan.accum).backward()
-                loss_sum += loss.item()
+            loss_value = d.mean(accumulate_gradients(module, stream, first, plan, autocast, d))
             grad_norm = grad_norm_after_clip(params, spec.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             consumed += spec.global_batch
-            loss_value = d.mean(loss_sum / plan.accum)
             tokens = consumed * plan.seq_len
             if step % spec.log_every == 0 or step == plan.total_steps:
                 elapsed = time.perf_counter() - t0
@@ -267,6 +270,18 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
     return finish(work, out, d)
 
 
+def accumulate_gradients(module, stream: Stream, first: int, plan: Plan, autocast, d: Dist) -> float:
+    """Forward/backward this rank's micro-batches of one step; return their mean loss."""
+    loss_sum = 0.0
+    for m in range(plan.accum):
+        x = stream.batch(first + m * plan.micro, plan.micro).to(d.device, non_blocking=True)
+        with grad_sync(module, m == plan.accum - 1), autocast:
+            loss = module(x)
+        (loss / plan.accum).backward()
+        loss_sum += loss.item()
+    return loss_sum / plan.accum
+
+
 def grad_norm_after_clip(params, clip: float | None) -> float:
     """Clip to `clip` (if set) and return the pre-clip total norm (a plain float, also under FSDP2)."""
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip is not None else float("inf"))
@@ -282,7 +297,7 @@ def finish(work: Path, out: Path, d: Dist) -> Path:
         for f in last.iterdir():
             if f.is_file() and f.name != "config.json":
                 (work / f.name).unlink(missing_ok=True)
-                os.link(f, work / f.name)
+                ckpt.link_or_copy(f, work / f.name)
         # config.json last: a directory is a model only once it has one (artifacts.check_model_dir).
         shutil.copy2(last / "config.json", work / "config.json.tmp")
         os.replace(work / "config.json.tmp", work / "config.json")
