@@ -43,7 +43,7 @@ class _Seq:
 class Scorer:
     """Scores texts with `model` and `tokenizer` (see the module docstring for the conventions)."""
 
-    def __init__(self, model, tokenizer, token_budget: int = 4096, bos_token_id: int | None = None,
+    def __init__(self, model, tokenizer, token_budget: int = 1024, bos_token_id: int | None = None,
                  share_prefix: bool | None = None, device: str | None = None):
         import torch
 
