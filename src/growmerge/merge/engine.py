@@ -16,7 +16,7 @@ import torch
 
 from growmerge.artifacts import atomic_dir, copy_tokenizer_files, ensure_free, read_meta, write_meta
 from growmerge.merge.config import MergeSpec
-from growmerge.merge.fast import round_in_place
+from growmerge.merge.fast import release_scratch, round_in_place
 from growmerge.merge.methods import METHODS, Ctx, Method, Params
 from growmerge.merge.tensorio import ModelTensors, ShardWriter, TensorInfo, merged_layout
 
@@ -155,6 +155,7 @@ def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, ro
         job.writer.finish()
     for r in readers:
         r.close()
+    release_scratch()
 
 
 def finish_dir(tmp: Path, donor: ModelTensors, out_dtype: str | None, meta: dict) -> None:

@@ -67,25 +67,47 @@ def linear(xs, base, p, ctx, out) -> None:
 # ---------------------------------------------------------------------------------------------
 # Task arithmetic, TIES, DARE
 # ---------------------------------------------------------------------------------------------
-class TopK:
-    """Exactly k largest |delta|: all above the k-th largest value t, then ties in index order."""
+_POOL: dict = {}
 
-    def __init__(self, x, base, density: float, ctx, scratch: torch.Tensor, rescale: bool):
-        n = scratch.numel()
+
+def scratch(slot, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """A reused buffer of n elements (per slot, grown to the largest tensor seen): sparsified
+    task vectors are kept between the two passes without a fresh allocation per tensor."""
+    buf = _POOL.get(slot)
+    if buf is None or buf.numel() < n or buf.dtype != dtype:
+        buf = _POOL[slot] = torch.empty(n, dtype=dtype)
+    return buf[:n]
+
+
+def release_scratch() -> None:
+    _POOL.clear()
+
+
+class TopK:
+    """Exactly k largest |delta|: all above the k-th largest value t, then ties in index order.
+
+    Pass 1 stores delta (slot `index`) and |delta| (a shared slot, partitioned in place)."""
+
+    def __init__(self, x, base, density: float, ctx, index: int, n: int, rescale: bool):
+        self.d = scratch(index, n, ctx.compute)
+        a = scratch("abs", n, ctx.compute)
         for sl in spans(n):
-            scratch[sl] = delta(x, base, sl, ctx).abs_()
+            a[sl] = torch.sub(x[sl].to(ctx.compute), base[sl].to(ctx.compute), out=self.d[sl]).abs()
         k = max(1, int(density * n))
         self.scale = 1.0
-        total = float(scratch.sum(dtype=torch.float64)) if rescale else 0.0
-        arr = scratch.numpy()
+        total = float(a.sum(dtype=torch.float64)) if rescale else 0.0
+        arr = a.numpy()
         arr.partition(n - k)  # in place: O(n) introselect; the top k end up in arr[n-k:]
         self.t = float(arr[n - k])
         if rescale:
-            self.scale = l1_scale(total, float(scratch[n - k:].sum(dtype=torch.float64)))
-        self.ties_left = k - int(torch.count_nonzero(scratch[n - k:] > self.t))
+            self.scale = l1_scale(total, float(a[n - k:].sum(dtype=torch.float64)))
+        self.ties_left = k - int(torch.count_nonzero(a[n - k:] > self.t))
 
-    def mask(self, a: torch.Tensor) -> torch.Tensor:
-        """Call once per chunk, in order: the ties still owed are taken from the earliest chunks."""
+    def sparse(self, sl: slice) -> torch.Tensor:
+        """The kept part of delta for one chunk (in place). Call once per chunk, in order: ties
+        still owed are taken from the earliest chunks."""
+        d = self.d[sl]
+        a = d.abs()
         keep = a > self.t
         if self.ties_left > 0:
             eq = a == self.t
@@ -95,7 +117,7 @@ class TopK:
             else:
                 keep[torch.nonzero(eq).view(-1)[: self.ties_left]] = True
             self.ties_left -= min(count, self.ties_left)
-        return keep
+        return d.mul_(keep)
 
 
 def l1_scale(before: float, after: float, eps: float = 1e-7) -> float:
@@ -104,38 +126,37 @@ def l1_scale(before: float, after: float, eps: float = 1e-7) -> float:
 
 
 class Dropout:
-    """DARE masks from PCG64 seeded by (seed, tensor name, model index), with their L1 scale."""
+    """DARE: masks from PCG64 seeded by (seed, tensor name, model index), the L1 scale, and the
+    dropped-out delta stored (slot `index`) for pass 2."""
 
     def __init__(self, x, base, density: float, rescale: bool, ctx, index: int, n: int):
         seq = np.random.SeedSequence([ctx.seed & 0xFFFFFFFF, zlib.crc32(ctx.name.encode()), index])
         rng = np.random.Generator(np.random.PCG64(seq))
-        self.keep = torch.empty(n, dtype=torch.bool)
+        self.d = scratch(index, n, ctx.compute)
         before = after = 0.0
         for sl in spans(n):
             keep = torch.from_numpy(rng.random(sl.stop - sl.start, dtype=np.float32)) < density
-            self.keep[sl] = keep
+            d = torch.sub(x[sl].to(ctx.compute), base[sl].to(ctx.compute), out=self.d[sl])
             if rescale:
-                a = delta(x, base, sl, ctx).abs_()
-                before += float(a.sum(dtype=torch.float64))
-                after += float(a.mul_(keep).sum(dtype=torch.float64))
+                before += float(d.abs().sum(dtype=torch.float64))
+            d.mul_(keep)
+            if rescale:
+                after += float(d.abs().sum(dtype=torch.float64))
         self.scale = l1_scale(before, after) if rescale else 1.0
 
-    def mask(self, sl: slice) -> torch.Tensor:
-        return self.keep[sl]
+    def sparse(self, sl: slice) -> torch.Tensor:
+        return self.d[sl]
 
 
 def task_arithmetic_family(sparsify: str | None, consensus: bool):
     def fast(xs, base, p, ctx, out) -> None:
         n = out.numel()
         masks: list = [None] * len(xs)
-        scratch = None
         for i, x in enumerate(xs):
             if sparsify == "magnitude" and p.densities[i] < 1:
-                scratch = torch.empty(n, dtype=ctx.compute) if scratch is None else scratch
-                masks[i] = TopK(x, base, p.densities[i], ctx, scratch, p.rescale)
+                masks[i] = TopK(x, base, p.densities[i], ctx, i, n, p.rescale)
             elif sparsify == "random" and p.densities[i] < 1:
                 masks[i] = Dropout(x, base, p.densities[i], p.rescale, ctx, i, n)
-        del scratch
         scales = [m.scale if m is not None else 1.0 for m in masks]
         total = sum(p.weights)
         # With positive weights a zero divisor means no model agreed (mixed is 0 there), and any
@@ -145,12 +166,7 @@ def task_arithmetic_family(sparsify: str | None, consensus: bool):
             b = load(base, sl, ctx)
             ds = []
             for i, x in enumerate(xs):
-                d = delta(x, base, sl, ctx, b)
-                m = masks[i]
-                if isinstance(m, TopK):
-                    d.mul_(m.mask(d.abs()))
-                elif isinstance(m, Dropout):
-                    d.mul_(m.mask(sl))
+                d = masks[i].sparse(sl) if masks[i] is not None else delta(x, base, sl, ctx, b)
                 if scales[i] * p.weights[i] != 1:
                     d.mul_(scales[i] * p.weights[i])
                 ds.append(d)

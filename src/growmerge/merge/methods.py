@@ -143,26 +143,33 @@ def _generalized_task_arithmetic(sparsify: str | None, consensus: bool) -> Calla
 
     def compat(xs, base, p: Params, ctx: Ctx) -> torch.Tensor:
         deltas = _task_vectors_compat(xs, base, p, ctx, sparsify)
-        w = torch.tensor(p.weights, dtype=deltas.dtype).view(len(xs), *([1] * base.ndim))
-        deltas.mul_(w)
-        if consensus:
-            # Sign election "sum": the sign of the weighted sum; zeros never agree. int8 and
-            # base-dtype masks give the same booleans, so int8_mask changes nothing here.
-            sign = deltas.sign().to(torch.int8)
-            majority = (deltas.sum(dim=0) >= 0).to(torch.int8) * 2 - 1
-            agree = sign == majority
-            mixed = (deltas * agree).sum(dim=0)
-            divisor = (w * agree).sum(dim=0)
-            divisor[divisor == 0] = 1
-        else:
-            mixed = deltas.sum(dim=0)
-            divisor = w.sum(dim=0)
-            divisor[divisor.abs() < 1e-8] = 1
-        if p.normalize:
-            mixed /= divisor
-        if p.lam != 1:
-            mixed *= p.lam
-        return (base + mixed).to(base.dtype)
+        n = len(xs)
+        w = torch.tensor(p.weights, dtype=deltas.dtype).view(n, 1)
+        flat, base_flat = deltas.view(n, -1), base.reshape(-1)
+        out = torch.empty_like(base_flat)
+        total = w.sum(dim=0)
+        total[total.abs() < 1e-8] = 1
+        # Everything below is elementwise or a sum over the model axis, so running it in column
+        # chunks gives mergekit's bits without its full-size temporaries.
+        for sl in fast.spans(base_flat.numel()):
+            d = flat[:, sl].mul_(w)
+            if consensus:
+                # Sign election "sum": the sign of the weighted sum; zeros never agree. int8 and
+                # base-dtype masks give the same booleans, so int8_mask changes nothing here.
+                sign = d.sign().to(torch.int8)
+                majority = (d.sum(dim=0) >= 0).to(torch.int8) * 2 - 1
+                agree = sign == majority
+                mixed = (d * agree).sum(dim=0)
+                divisor = (w * agree).sum(dim=0)
+                divisor[divisor == 0] = 1
+            else:
+                mixed, divisor = d.sum(dim=0), total
+            if p.normalize:
+                mixed /= divisor
+            if p.lam != 1:
+                mixed *= p.lam
+            out[sl] = (base_flat[sl] + mixed).to(base.dtype)
+        return out.view(base.shape)
 
     return compat
 
