@@ -3,8 +3,9 @@
     .venv/bin/python bench/train.py [--steps 12] [--warmup 3] [--dtype bf16] [--no-compile]
 
 Model: Llama d=256, 6 layers, 4/2 heads, MLP 768, vocab 16,384; 8 x 512 tokens per step, AdamW, grad
-clip 1.0, WSD. Prints tokens/s of each (steady state: the first `--warmup` steps are excluded, which
-also leaves out torch.compile's compilation), the ratio, and MFU = achieved model FLOP/s (the
+clip 1.0, WSD; eager against eager and torch.compile against torch.compile. Prints tokens/s of each
+(steady state: the first `--warmup` steps are excluded, which also leaves out torch.compile's
+compilation), the ratio, and MFU = achieved model FLOP/s (the
 Nanotron formula of growmerge.train.flops) over the FLOP/s of a large bf16 (or fp32) matmul measured
 in the same run, before and after. The machine may be shared: only same-run ratios mean anything.
 """
@@ -79,7 +80,7 @@ def ours(shard: Path, tmp: Path, steps: int, warmup: int, dtype: str, compile: b
     return steady_rate([r["elapsed"] for r in read_log(out / "train_log.jsonl")], warmup)
 
 
-def hf_trainer(shard: Path, tmp: Path, steps: int, warmup: int, dtype: str) -> float:
+def hf_trainer(shard: Path, tmp: Path, steps: int, warmup: int, dtype: str, compile: bool) -> float:
     from transformers import LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
     rows = torch.from_numpy(np.fromfile(shard, dtype=np.uint16).astype(np.int64).reshape(-1, SEQ))
@@ -103,7 +104,8 @@ def hf_trainer(shard: Path, tmp: Path, steps: int, warmup: int, dtype: str) -> f
                              lr_scheduler_type="warmup_stable_decay", warmup_steps=max(1, steps // 10),
                              lr_scheduler_kwargs={"num_decay_steps": max(1, steps // 5), "decay_type": "linear"},
                              bf16=dtype == "bf16", use_cpu=True, report_to=[], save_strategy="no",
-                             logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0)
+                             logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0,
+                             torch_compile=compile)
     Trainer(model=LlamaForCausalLM(config()), args=args, train_dataset=Rows(), callbacks=[Clock()]).train()
     return steady_rate(times, warmup)
 
@@ -126,15 +128,16 @@ def main() -> None:
         shard = write_shard(tmp / "bench.bin", BATCH * (a.steps + 1))
         peak0 = matmul_flops(mm_dtype)
         rates = {"ours (eager)": ours(shard, tmp, a.steps, a.warmup, a.dtype, False),
-                 "HF Trainer": hf_trainer(shard, tmp, a.steps, a.warmup, a.dtype)}
+                 "HF Trainer": hf_trainer(shard, tmp, a.steps, a.warmup, a.dtype, False)}
         if not a.no_compile:
             rates["ours (torch.compile)"] = ours(shard, tmp, a.steps, a.warmup, a.dtype, True)
+            rates["HF Trainer (compile)"] = hf_trainer(shard, tmp, a.steps, a.warmup, a.dtype, True)
         peak1 = matmul_flops(mm_dtype)
     peak = max(peak0, peak1)
     print(f"{a.dtype} matmul 2048^3: {peak0 / 1e9:.1f} / {peak1 / 1e9:.1f} GFLOP/s (before / after; MFU uses the max)")
     for name, rate in rates.items():
-        print(f"{name:22s} {rate:9.0f} tok/s   MFU {rate * fpt / peak:6.1%}   "
-              f"x{rate / rates['HF Trainer']:.2f} vs HF Trainer")
+        peer = "HF Trainer (compile)" if "compile" in name else "HF Trainer"
+        print(f"{name:22s} {rate:9.0f} tok/s   MFU {rate * fpt / peak:6.1%}   x{rate / rates[peer]:.2f} vs {peer}")
 
 
 if __name__ == "__main__":

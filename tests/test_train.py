@@ -298,6 +298,9 @@ def test_bad_spec_values_are_one_line(tmp_path):
     (tmp_path / "j.yaml").write_text("init: tiny\nsteps: 3\ntokens: 100\nmixture: []\n")
     with pytest.raises(GrowmergeError, match="either tokens or steps"):
         load_job(tmp_path / "j.yaml")
+    (tmp_path / "j.yaml").write_text("init: tiny\nsteps: 3\n")
+    with pytest.raises(GrowmergeError, match="add `mixture:`"):
+        load_job(tmp_path / "j.yaml").mixture()
     (tmp_path / "j.yaml").write_text("init: tiny\nlearning_rate: 3\n")
     with pytest.raises(GrowmergeError, match="learning_rate"):
         load_job(tmp_path / "j.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from growmerge.data.mixture import Mixture, MixtureItem
+from growmerge.errors import GrowmergeError
 from growmerge.train.spec import TrainSpec
 
 
@@ -18,6 +19,8 @@ class TrainJob(TrainSpec):
         return TrainSpec(**self.model_dump(include=set(TrainSpec.model_fields)))
 
     def mixture(self) -> Mixture:
+        if not self.mixture_items:
+            raise GrowmergeError("the job names no data: add `mixture:` with at least one {shard, epochs, name} item")
         return Mixture(items=self.mixture_items)
 
 

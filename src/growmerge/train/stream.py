@@ -9,7 +9,7 @@ stream. Every rank computes the same order and reads its own slice of each globa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,15 +28,17 @@ class Stream:
     seed: int
     seq_len: int
     vocab_size: int  # largest vocabulary any shard was tokenized with
+    _pass: int = field(default=-1, init=False, repr=False)  # the pass whose permutation is cached
+    _perm: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.item_of)
 
     def _pass_order(self, p: int) -> np.ndarray:
-        if getattr(self, "_cached_pass", None) != p:
-            rng = np.random.default_rng([self.seed, 1, p])
-            self._cached_perm, self._cached_pass = rng.permutation(len(self)), p
-        return self._cached_perm
+        """The shuffled base order of pass p (pass p of the data is its own seeded permutation)."""
+        if self._pass != p:
+            self._perm, self._pass = np.random.default_rng([self.seed, 1, p]).permutation(len(self)), p
+        return self._perm
 
     def indices(self, start: int, count: int) -> np.ndarray:
         """Positions in the base order of run samples start .. start+count-1."""
