@@ -142,3 +142,16 @@ def test_paper_config_validates_without_running():
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "59 stages" in proc.stdout and "2x_fo" in proc.stdout and "merge_1x_cloned" in proc.stdout
+
+
+def test_micro_study_runs_stages_side_by_side(tmp_path):
+    """jobs=2: independent stages in two worker processes; the same plan completes, in dependency order."""
+    cfg = StudyConfig.model_validate({**micro_config(tmp_path / "run"), "jobs": 2})
+    cfg.merge.methods = ["linear"]
+    stages = runner.run_study(cfg, echo=lambda m: None)
+    assert all(runner.is_done(cfg.root, s) for s in stages)
+    finished = {s.id: json.loads((cfg.root / "stages" / f"{s.id}.json").read_text())["finished"] for s in stages}
+    for s in stages:  # a stage finished no earlier than any of its dependencies
+        assert all(finished[d] <= finished[s.id] for d in s.deps), s.id
+    with Results(cfg.root / "results.sqlite") as res:
+        assert len(res.merges()) == 3 and res.query("SELECT COUNT(*) AS n FROM scores")[0]["n"] > 50

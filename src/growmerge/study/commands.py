@@ -20,7 +20,7 @@ def demo_config() -> Path:
     raise GrowmergeError("configs/demo.yaml not found: run from the growmerge checkout")
 
 
-def run_and_summarise(config: Path, only: list[str] | None = None) -> None:
+def run_and_summarise(config: Path, only: list[str] | None = None, jobs: int | None = None) -> None:
     import time
 
     from growmerge.report.findings import findings, findings_text
@@ -30,7 +30,7 @@ def run_and_summarise(config: Path, only: list[str] | None = None) -> None:
 
     cfg = load_study(config)
     t0 = time.perf_counter()
-    run_study(cfg, only=only)
+    run_study(cfg, only=only, jobs=jobs)
     with Results(cfg.root / "results.sqlite") as results:
         print("\nFindings of the paper, checked on this run:")
         print(findings_text(findings(results)))
@@ -44,9 +44,10 @@ def demo() -> None:
 
 @study_app.command("run")
 def study_run(config: Path = typer.Argument(..., help="study YAML"),
-              only: Optional[List[str]] = typer.Option(None, "--only", help="run only these stage ids")) -> None:
+              only: Optional[List[str]] = typer.Option(None, "--only", help="run only these stage ids"),
+              jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="stages side by side (default: the config's jobs)")) -> None:
     """Run (or resume) every stage of a study; completed stages are skipped."""
-    run_and_summarise(config, only)
+    run_and_summarise(config, only, jobs)
 
 
 @study_app.command("plan")

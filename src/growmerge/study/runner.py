@@ -9,6 +9,7 @@ their last checkpoint; evaluation stages skip the (model, language) cells alread
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -31,6 +32,7 @@ class Context:
     root: Path
     results: Results
     say: Callable[[str], None] = print
+    interactive: bool = False  # show training progress bars (only when one stage runs at a time on a tty)
     _mixtures: dict | None = field(default=None, repr=False)
 
     def model_dir(self, name: str) -> Path:
@@ -156,7 +158,7 @@ def run_train(ctx: Context, stage: Stage) -> None:
         from growmerge.train.loop import train
 
         train(init, mixture, spec, out, tokenizer_dir=ctx.root / "tokenizer", meta=meta, resume=True,
-              force=False, progress=sys.stderr.isatty())
+              force=False, progress=ctx.interactive)
     register(ctx, stage.id, out, kind=p["kind"], setup=p["setup"], scale=p["scale"], parent=p["init"])
 
 
@@ -320,8 +322,35 @@ def stage_log(root: Path, stage: Stage, echo: Callable[[str], None]):
         yield say
 
 
-def run_study(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[str], None] = print) -> list[Stage]:
-    """Run every stage that is not done yet; returns the plan."""
+def run_stage(ctx: Context, stage: Stage, head: str, echo: Callable[[str], None], t_study: float) -> None:
+    echo(f"{head}: running")
+    t0 = time.perf_counter()
+    with stage_log(ctx.root, stage, echo) as say:
+        ctx.say = say
+        EXECUTORS[stage.kind](ctx, stage)
+    mark_done(ctx.root, stage, time.perf_counter() - t0)
+    echo(f"{head}: finished in {time.perf_counter() - t0:.1f} s (study {time.perf_counter() - t_study:.0f} s)")
+
+
+def _worker(cfg_json: str, stage_id: str, head: str, threads: int, t_study: float) -> None:
+    """One stage in a worker process (parallel runs): its own threads, its own results connection."""
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg = StudyConfig.model_validate_json(cfg_json)
+    stage = next(s for s in build_plan(cfg) if s.id == stage_id)
+
+    def echo(msg: str) -> None:
+        print(msg, flush=True)
+
+    with Results(cfg.root / "results.sqlite") as results:
+        run_stage(Context(cfg, cfg.root, results, say=echo, interactive=False), stage, head, echo, t_study)
+
+
+def run_study(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[str], None] = print,
+              jobs: int | None = None) -> list[Stage]:
+    """Run every stage that is not done yet (`jobs` at a time, as dependencies allow); returns the plan."""
+    jobs = jobs or cfg.jobs
     if cfg.threads:
         import torch
 
@@ -336,20 +365,54 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[s
     write_json_atomic(root / "plan.json", [{"id": s.id, "kind": s.kind, "deps": s.deps,
                                             "fingerprint": s.fingerprint} for s in stages])
     t_study = time.perf_counter()
-    with Results(root / "results.sqlite") as results:
-        ctx = Context(cfg, root, results, say=echo)
-        for i, stage in enumerate(stages, 1):
-            if only and stage.id not in only:
-                continue
-            head = f"[{i}/{len(stages)}] {stage.id}"
-            if is_done(root, stage):
-                echo(f"{head}: done")
-                continue
-            echo(f"{head}: running")
-            t0 = time.perf_counter()
-            with stage_log(root, stage, echo) as say:
-                ctx.say = say
-                EXECUTORS[stage.kind](ctx, stage)
-            mark_done(root, stage, time.perf_counter() - t0)
-            echo(f"{head}: finished in {time.perf_counter() - t0:.1f} s (study {time.perf_counter() - t_study:.0f} s)")
+    heads = {s.id: f"[{i}/{len(stages)}] {s.id}" for i, s in enumerate(stages, 1)}
+    todo = []
+    for s in stages:
+        if only and s.id not in only:
+            continue
+        if is_done(root, s):
+            echo(f"{heads[s.id]}: done")
+        else:
+            todo.append(s)
+    if jobs == 1:
+        with Results(root / "results.sqlite") as results:
+            ctx = Context(cfg, root, results, say=echo, interactive=sys.stderr.isatty())
+            for stage in todo:
+                run_stage(ctx, stage, heads[stage.id], echo, t_study)
+    else:
+        run_parallel(cfg, todo, heads, jobs, t_study)
     return stages
+
+
+def run_parallel(cfg: StudyConfig, todo: list[Stage], heads: dict[str, str], jobs: int, t_study: float) -> None:
+    """Independent stages in `jobs` worker processes; a stage starts once none of its dependencies
+    is still to run. A failure stops new starts, lets running stages finish, then re-raises."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    cores = os.cpu_count() or 1
+    pending = list(todo)
+    running: dict = {}
+    failure: BaseException | None = None
+    cfg_json = cfg.model_dump_json()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        while (pending and failure is None) or running:
+            busy = {s.id for s in pending} | set(running.values())
+            ready = [s for s in pending if not any(d in busy for d in s.deps)] if failure is None else []
+            for stage in ready[: jobs - len(running)]:
+                pending.remove(stage)
+                # A stage that runs alone gets every core; side by side, one thread each (2 threads
+                # per process on a shared 2-core machine collapse several-fold).
+                alone = len(running) == 0 and len(ready) == 1
+                threads = cfg.threads or (cores if alone else max(1, cores // jobs))
+                fut = pool.submit(_worker, cfg_json, stage.id, heads[stage.id], threads, t_study)
+                running[fut] = stage.id
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                running.pop(fut)
+                if fut.exception() is not None and failure is None:
+                    failure = fut.exception()
+    if failure is not None:
+        raise failure

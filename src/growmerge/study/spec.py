@@ -77,6 +77,7 @@ class StudyConfig(Strict):
     setups: list[Literal["1x", "1x_cloned", "2x"]] = Field(default_factory=lambda: list(SCALES))
     merge: MergeStudySpec = MergeStudySpec()
     eval: EvalStudySpec = EvalStudySpec()
+    jobs: int = Field(1, ge=1)  # stages run side by side in this many worker processes
     nproc: int = Field(1, ge=1)  # >1: training stages run under torchrun with this many processes
     threads: int | None = Field(None, ge=1)
 
