@@ -127,21 +127,26 @@ def l1_scale(before: float, after: float, eps: float = 1e-7) -> float:
 
 class Dropout:
     """DARE: masks from PCG64 seeded by (seed, tensor name, model index), the L1 scale, and the
-    dropped-out delta stored (slot `index`) for pass 2."""
+    dropped-out delta stored (slot `index`) for pass 2.
+
+    A mask element is kept when a uniform 16-bit integer is below round(density * 2^16): the keep
+    probability is density to within 2^-17 (exact for 0.5), at a third of the cost of float draws."""
 
     def __init__(self, x, base, density: float, rescale: bool, ctx, index: int, n: int):
         seq = np.random.SeedSequence([ctx.seed & 0xFFFFFFFF, zlib.crc32(ctx.name.encode()), index])
         rng = np.random.Generator(np.random.PCG64(seq))
+        threshold = round(density * 65536)
         self.d = scratch(index, n, ctx.compute)
         before = after = 0.0
         for sl in spans(n):
-            keep = torch.from_numpy(rng.random(sl.stop - sl.start, dtype=np.float32)) < density
+            bits = np.frombuffer(rng.bytes(2 * (sl.stop - sl.start)), dtype=np.uint16)
+            keep = torch.from_numpy(bits < threshold)
             d = torch.sub(x[sl].to(ctx.compute), base[sl].to(ctx.compute), out=self.d[sl])
-            if rescale:
-                before += float(d.abs().sum(dtype=torch.float64))
+            if rescale:  # float64 sums: the scale must not depend on the chunking
+                before += float(torch.linalg.vector_norm(d, 1, dtype=torch.float64))
             d.mul_(keep)
             if rescale:
-                after += float(d.abs().sum(dtype=torch.float64))
+                after += float(torch.linalg.vector_norm(d, 1, dtype=torch.float64))
         self.scale = l1_scale(before, after) if rescale else 1.0
 
     def sparse(self, sl: slice) -> torch.Tensor:
