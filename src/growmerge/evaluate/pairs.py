@@ -33,7 +33,7 @@ class PairSet:
 # ---------------------------------------------------------------------------------------------
 # Readers
 # ---------------------------------------------------------------------------------------------
-def _jsonl_rows(path: Path):
+def jsonl_rows(path: Path):
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -74,7 +74,7 @@ def read_blimp(path: str | Path) -> PairSet:
     path = Path(path)
 
     def rows():
-        for no, r in _jsonl_rows(path):
+        for no, r in jsonl_rows(path):
             _need(path, no, r, ("sentence_good", "sentence_bad"))
             yield {"good": r["sentence_good"], "bad": r["sentence_bad"],
                    "phenomenon": r.get("UID") or r.get("linguistics_term") or path.stem}
@@ -107,7 +107,7 @@ def read_own(path: str | Path) -> PairSet:
     path = Path(path)
 
     def rows():
-        for no, r in _jsonl_rows(path):
+        for no, r in jsonl_rows(path):
             _need(path, no, r, ("good", "bad"))
             yield {**r, "phenomenon": str(r.get("phenomenon") or r.get("feature") or "all")}
 
@@ -121,7 +121,7 @@ def read_pairs(path: str | Path) -> PairSet:
         raise GrowmergeError(f"{path}: no such pair file")
     if path.suffix == ".tsv":
         return read_multiblimp(path)
-    first = next(_jsonl_rows(path), None)
+    first = next(jsonl_rows(path), None)
     if first is None:
         raise GrowmergeError(f"{path}: empty pair file")
     return read_blimp(path) if "sentence_good" in first[1] else read_own(path)
@@ -144,9 +144,9 @@ def read_mpararel(root: str | Path, lang: str, seed: int = 0, max_patterns: int 
         pat_file = pat_dir / tup_file.name
         if not pat_file.is_file():
             continue
-        patterns = [r["pattern"] for _, r in _jsonl_rows(pat_file)
+        patterns = [r["pattern"] for _, r in jsonl_rows(pat_file)
                     if "[X]" in r.get("pattern", "") and "[Y]" in r.get("pattern", "")][:max_patterns]
-        tuples = [r for _, r in _jsonl_rows(tup_file) if r.get("sub_label") and r.get("obj_label")]
+        tuples = [r for _, r in jsonl_rows(tup_file) if r.get("sub_label") and r.get("obj_label")]
         objects = sorted({t["obj_label"] for t in tuples})
         if not patterns or len(objects) < 2:
             continue

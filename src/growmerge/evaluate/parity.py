@@ -25,15 +25,11 @@ def read_parallel(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise GrowmergeError(f"{path}: no such parallel file")
+    from growmerge.evaluate.pairs import jsonl_rows
+
     rows = []
-    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GrowmergeError(f"{path}:{no}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k].strip() for k in ("en", "tgt")):
+    for no, row in jsonl_rows(path):
+        if not all(isinstance(row.get(k), str) and row[k].strip() for k in ("en", "tgt")):
             raise GrowmergeError(f"{path}:{no}: a parallel row needs non-empty 'en' and 'tgt' text")
         rows.append(row)
     if not rows:

@@ -114,9 +114,11 @@ def run_pairs(ctx: Context, stage: Stage) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    from growmerge.evaluate.pairs import jsonl_rows
+
     if not path.is_file():
         raise GrowmergeError(f"{path}: missing (the data stage writes it)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in jsonl_rows(path)]
 
 
 def run_reference(ctx: Context, stage: Stage) -> None:

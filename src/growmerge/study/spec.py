@@ -18,6 +18,13 @@ SCALES = ("1x", "1x_cloned", "2x")
 MERGE_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "multislerp", "dare_linear", "slerp")
 
 
+def known_names(names, allowed: tuple[str, ...], what: str):
+    for name in names:
+        if name not in allowed:
+            raise ValueError(f"unknown {what} {name!r} (one of {', '.join(allowed)})")
+    return names
+
+
 class ModelSpec(Strict):
     init: str = "demo-small"  # a train preset (fresh seed model) or an HF dir / hub id to start the seed from
     factor: int = Field(2, ge=2)  # HyperCloning growth factor of the "2x" scale
@@ -35,10 +42,7 @@ class MergeStudySpec(Strict):
     @field_validator("methods")
     @classmethod
     def _known(cls, methods):
-        for m in methods:
-            if m not in MERGE_METHODS:
-                raise ValueError(f"unknown merge method {m!r} (one of {', '.join(MERGE_METHODS)})")
-        return methods
+        return known_names(methods, MERGE_METHODS, "merge method")
 
 
 class OffTheShelf(Strict):
@@ -84,10 +88,7 @@ class StudyConfig(Strict):
     @field_validator("phases")
     @classmethod
     def _phase_names(cls, phases):
-        for name in phases:
-            if name not in PHASES:
-                raise ValueError(f"unknown phase {name!r} (one of {', '.join(PHASES)})")
-        return phases
+        return known_names(phases, PHASES, "phase")
 
     @model_validator(mode="after")
     def _train_specs_valid(self):
