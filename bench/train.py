@@ -1,6 +1,6 @@
 """Training throughput: our loop vs Hugging Face Trainer on the same model, data and precision.
 
-    .venv/bin/python bench/train.py [--steps 12] [--warmup 3] [--dtype bf16] [--no-compile]
+    .venv/bin/python bench/train.py [--steps 12] [--warmup 3] [--dtype bf16] [--no-compile] [--threads 1]
 
 Model: Llama d=256, 6 layers, 4/2 heads, MLP 768, vocab 16,384; 8 x 512 tokens per step, AdamW, grad
 clip 1.0, WSD; eager against eager and torch.compile against torch.compile. Prints tokens/s of each
@@ -116,7 +116,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for every contender (default 1: with 2 threads on a shared 2-core machine one busy "
+                         "neighbour makes OpenMP barriers collapse and the numbers swing 5x between runs)")
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     from growmerge.train.flops import flops_per_token
 
     fpt = flops_per_token(config(), SEQ)
