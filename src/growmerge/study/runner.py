@@ -263,7 +263,8 @@ def run_eval_merges(ctx: Context, stage: Stage) -> None:
         if m["scale"] != p["scale"]:
             continue
         langs = json.loads(m["languages"]) if isinstance(m["languages"], str) else m["languages"]
-        evaluate(ctx, m["name"], Path(m["path"]), [*langs, *([ENGLISH] if p["english"] else [])], p["reference"])
+        evaluate(ctx, m["name"], Path(m["path"]), [*langs, *([ENGLISH] if p["english"] else [])], p["reference"],
+                 max_pairs=p["eval"]["merge_max_pairs"])
 
 
 def run_matched(ctx: Context, stage: Stage) -> None:

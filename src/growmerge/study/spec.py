@@ -64,6 +64,7 @@ class EvalStudySpec(Strict):
     ip_files: dict[str, Path] = Field(default_factory=dict)  # lang -> parallel JSONL instead of the data stage's
     extra_la: dict[str, list[Path]] = Field(default_factory=dict)  # lang -> more LA files (BLiMP, MultiBLiMP…)
     extra_fk: dict[str, list[Path]] = Field(default_factory=dict)
+    merge_max_pairs: int | None = Field(None, ge=1)  # fewer pairs per dataset for each of the many merges
     checkpoints: Literal["matched", "none"] = "matched"  # evaluate the compute-matched checkpoints
     merges_on_english: bool = False  # also score every merge on English (forgetting of merges)
     off_the_shelf: list[OffTheShelf] = Field(default_factory=lambda: [OffTheShelf()])
