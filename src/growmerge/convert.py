@@ -29,9 +29,11 @@ def smollm2_gguf() -> Path:
 def convert_gguf(path: str | Path, out: str | Path, force: bool = False) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from growmerge.artifacts import ensure_free, save_model
 
+    hf_logging.disable_progress_bar()  # a per-tensor bar would bury the study's own progress lines
     path = Path(path)
     if not path.is_file():
         raise GrowmergeError(f"{path}: no such GGUF file")
