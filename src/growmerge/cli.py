@@ -15,6 +15,7 @@ import typer
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")  # e.g. transformers' GGUF loader draws a bar per tensor
 
 from growmerge.errors import GrowmergeError
 

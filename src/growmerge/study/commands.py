@@ -84,7 +84,7 @@ def study_results(run: Path = typer.Argument(..., help="run directory (runs/<nam
     """Query results.sqlite, or export it as CSV."""
     from growmerge.study.results import Results
 
-    with Results(run / "results.sqlite", must_exist=True) as results:
+    with Results(run / "results.sqlite", read_only=True) as results:
         if csv is not None:
             print(f"wrote {results.to_csv(sql or 'scores', csv)}")
             return

@@ -377,6 +377,8 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[s
             echo(f"{heads[s.id]}: done")
         else:
             todo.append(s)
+    with Results(root / "results.sqlite"):
+        pass  # create the schema once, before any worker opens the file (concurrent creation locks)
     if jobs == 1:
         with Results(root / "results.sqlite") as results:
             ctx = Context(cfg, root, results, say=echo, interactive=sys.stderr.isatty())
