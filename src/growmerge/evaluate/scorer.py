@@ -29,7 +29,8 @@ from typing import Sequence
 
 from growmerge.errors import GrowmergeError
 
-HEAD_CHUNK_ROWS = 128  # rows of [rows, vocab] float32 logits materialised at once (cache-sized)
+HEAD_CHUNK_ROWS = 256  # rows per output-layer tile (large enough for an efficient matmul)
+HEAD_TILE_VOCAB = 1024  # vocabulary entries per tile: 256 × 1024 float32 logits = 1 MB, cache-sized
 
 
 @dataclass
@@ -297,23 +298,51 @@ class Scorer:
                     use_cache=cache is not None, **{key: cache}).last_hidden_state
 
     def _token_logprobs(self, hidden, targets: list[list[int]]) -> list[list[float]]:
-        """log p(t) for the targets t of each hidden row: the output layer and a float32 log-softmax,
-        in chunks of rows (never a full [B, L, V] log-softmax)."""
+        """log p(t) for the targets t of each hidden row: the output layer and a float32 log-softmax
+        on these rows only (never a full [B, L, V] log-softmax).
+
+        The output layer runs in tiles of rows × vocabulary that stay in the CPU cache, and each row's
+        log-normaliser is a float32 logsumexp over those tiles: the [rows, vocab] logits are never
+        written to memory as a whole, which is what makes a 49k-vocabulary head slow. The target
+        logits are the same dot products taken directly from the output embeddings."""
         import torch
 
         head = self.model.get_output_embeddings()
         cap = getattr(self.model.config, "final_logit_softcapping", None)
+        weight, bias = head.weight, getattr(head, "bias", None)
         width = max((len(t) for t in targets), default=0)
         index = torch.tensor([t + t[-1:] * (width - len(t)) for t in targets], device=hidden.device)
         parts = []
         for a in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):
-            logits = head(hidden[a:a + HEAD_CHUNK_ROWS]).float()
+            x = hidden[a:a + HEAD_CHUNK_ROWS]
+            lse = _tiled_logsumexp(x, weight, bias, cap)
+            picked = torch.einsum("rh,rkh->rk", x, weight[index[a:a + HEAD_CHUNK_ROWS]]).float()
+            if bias is not None:
+                picked = picked + bias[index[a:a + HEAD_CHUNK_ROWS]].float()
             if cap:
-                logits = torch.tanh(logits / cap) * cap
-            # A fused float32 log-softmax over the chunk is cheaper than logsumexp (one pass, measured).
-            parts.append(torch.log_softmax(logits, dim=-1).gather(1, index[a:a + HEAD_CHUNK_ROWS]))
+                picked = torch.tanh(picked / cap) * cap
+            parts.append(picked - lse[:, None])
         lps = torch.cat(parts).tolist() if parts else []
         return [row[:len(t)] for row, t in zip(lps, targets)]
+
+
+def _tiled_logsumexp(x, weight, bias, cap):
+    """float32 logsumexp over the vocabulary of `x @ weight.T (+ bias)`, one vocabulary tile at a
+    time (each tile's logits are exponentiated in place while still in cache)."""
+    import torch
+
+    maxes, sums = [], []
+    for b in range(0, weight.shape[0], HEAD_TILE_VOCAB):
+        logits = torch.nn.functional.linear(x, weight[b:b + HEAD_TILE_VOCAB],
+                                            None if bias is None else bias[b:b + HEAD_TILE_VOCAB]).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        m = logits.amax(1, keepdim=True)
+        maxes.append(m)
+        sums.append(logits.sub_(m).exp_().sum(1, keepdim=True))
+    m, s = torch.cat(maxes, 1), torch.cat(sums, 1)
+    top = m.amax(1, keepdim=True)
+    return top[:, 0] + torch.log((s * torch.exp(m - top)).sum(1))
 
 
 def _prefix_token_id(tokenizer) -> int:
