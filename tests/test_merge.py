@@ -344,7 +344,10 @@ def test_default_mode_does_not_depend_on_chunking(zoo, tmp_path, monkeypatch):
         merge(read_mergekit_yaml(config), tmp_path / f"{method}-small")
         monkeypatch.undo()
         big, small = tensors(tmp_path / f"{method}-big"), tensors(tmp_path / f"{method}-small")
-        if method == "multislerp":  # float64 sums of float32 chunk products: rounding only
+        if method in ("multislerp", "dare_ties"):
+            # Sums over chunks (MultiSlerp's Gram matrix, DARE's L1 norms) round differently per
+            # chunking: rounding only. DARE's masks are the same draws in any chunking -- a
+            # different mask would move elements by a whole task-vector entry, far beyond this.
             assert all(within_ulps(small[k], big[k]).all() for k in big)
         else:
             assert_bitwise_equal(big, small)

@@ -16,7 +16,7 @@ import torch
 
 from growmerge.artifacts import atomic_dir, copy_tokenizer_files, ensure_free, read_meta, write_meta
 from growmerge.merge.config import MergeSpec
-from growmerge.merge.fast import release_scratch, round_in_place
+from growmerge.merge.fast import release_scratch
 from growmerge.merge.methods import METHODS, Ctx, Method, Params
 from growmerge.merge.tensorio import ModelTensors, ShardWriter, TensorInfo, merged_layout
 
@@ -131,24 +131,26 @@ def open_inputs(spec: MergeSpec) -> tuple[list[ModelTensors], int | None]:
 def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, rounded, progress=None) -> None:
     """Stream every tensor name once through all jobs: each input tensor is read once.
 
-    Reads go into one reused buffer per input and default-mode results into one reused output
-    buffer: fresh full-size tensors would pay page faults on every tensor. `progress(total)` may
-    return a callback that is called after each tensor name."""
+    Inputs are zero-copy views of the files (released after each name) and default-mode results go
+    into one reused output buffer: fresh full-size tensors would pay page faults on every tensor.
+    `progress(total)` may return a callback that is called after each tensor name."""
     layout = merged_layout(readers)
     tick = progress(len(layout)) if progress else None
     for job in jobs:
         job.writer = ShardWriter(job.out, output_layout(layout, job.out_dtype))
     needed = sorted({i for job in jobs for i in job.models + ([job.base] if job.base is not None else [])})
-    bufs = {i: torch.empty(max(readers[i].info[n].nbytes for n in layout), dtype=torch.uint8) for i in needed}
     out_buf = torch.empty(max(i.nbytes for job in jobs for i in job.writer.layout.values()), dtype=torch.uint8)
     for name in layout:
         inputs: list = [None] * len(readers)
         for i in needed:
-            inputs[i] = readers[i].read(name, bufs[i])
-            inputs[i] = prepare(inputs[i], rounded, None) if compat else round_in_place(inputs[i], rounded)
+            inputs[i] = readers[i].view(name)
+            if compat:  # the default mode rounds chunk by chunk as it loads (fast.load)
+                inputs[i] = prepare(inputs[i], rounded, None)
         for job in jobs:
             job.writer.write(name, job.merge_tensor(name, inputs, out_buf))
         del inputs
+        for i in needed:
+            readers[i].release(name)
         if tick:
             tick()
     for job in jobs:

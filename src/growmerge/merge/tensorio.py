@@ -1,7 +1,9 @@
 """Safetensors in and out, one tensor at a time.
 
 Reading: ``ModelTensors`` maps tensor names to shards of a local HF directory and reads one tensor on
-demand (``safe_open``), so a merge holds only the tensors of one name across its models.
+demand, so a merge holds only the tensors of one name across its models. ``view`` is zero-copy: a
+tensor over a private (copy-on-write) memory map of the shard, whose pages ``release`` hands back
+once the tensor is merged -- no read into a buffer, and peak RSS stays that of one tensor name.
 
 Writing: ``ShardWriter`` knows every output name, dtype and shape before the first tensor is
 computed (they are the inputs'), so it writes each shard's header first and then streams tensor
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +76,7 @@ class ModelTensors:
                 self.info[name] = TensorInfo(ST_DTYPES[h["dtype"]], tuple(h["shape"]))
                 self.offset[name] = start + h["data_offsets"][0]
         self._handles: dict[str, object] = {}
+        self._maps: dict[str, tuple] = {}  # shard -> (mmap, uint8 tensor over it)
         self.config = json.loads((self.path / "config.json").read_text())
 
     @property
@@ -98,10 +102,40 @@ class ModelTensors:
             raise GrowmergeError(f"{self.path / shard}: truncated safetensors file (tensor {name})")
         return view.view(info.dtype).view(info.shape)
 
+    def _mapped(self, shard: str):
+        if shard not in self._maps:
+            with open(self.path / shard, "rb") as fh:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)  # writable, never written back
+            self._maps[shard] = (mm, torch.frombuffer(mm, dtype=torch.uint8) if len(mm) else None)
+        return self._maps[shard]
+
+    def view(self, name: str) -> torch.Tensor:
+        """The tensor as stored, without a copy (a view of the shard's memory map)."""
+        info = self.info[name]
+        start = self.offset[name]
+        mm, raw = self._mapped(self.shard_of[name])
+        if start + info.nbytes > len(mm):
+            raise GrowmergeError(f"{self.path / self.shard_of[name]}: truncated safetensors file (tensor {name})")
+        if info.nbytes == 0:
+            return torch.empty(info.shape, dtype=info.dtype)
+        return raw[start : start + info.nbytes].view(info.dtype).view(info.shape)
+
+    def release(self, name: str) -> None:
+        """Drop the pages of a viewed tensor from this process (they stay in the page cache)."""
+        maps = self._maps.get(self.shard_of[name])
+        if maps is None:
+            return
+        page = mmap.PAGESIZE
+        start = self.offset[name] // page * page
+        stop = min(len(maps[0]), -(-(self.offset[name] + self.info[name].nbytes) // page) * page)
+        if stop > start:
+            maps[0].madvise(mmap.MADV_DONTNEED, start, stop - start)
+
     def close(self) -> None:
         for fh in self._handles.values():
             fh.close()
         self._handles.clear()
+        self._maps.clear()  # the mmaps close when the last tensor viewing them is gone
 
 
 def merged_layout(readers: list[ModelTensors]) -> dict[str, TensorInfo]:
