@@ -160,9 +160,10 @@ def elect(ds: list, total: torch.Tensor, weights: list, normalize: bool, floor: 
     sum, +1 for 0 (-0.0 + 0.0 = +0.0, so copysign sees +0); d*s > 0 exactly where d agrees (zeros
     never agree, as in mergekit), so clamp_min(d*s, 0)*s is the agreeing part of d, bit for bit,
     and sign(clamp_min(d*s, 0)) is 1 where d agrees and 0 elsewhere. The ds are overwritten."""
-    s = torch.copysign(torch.ones_like(total), total.add_(0.0))
+    n = total.numel()  # reused chunk buffers: a fresh 4 MB tensor per chunk costs page faults
+    s = torch.copysign(scratch("ones", n, total.dtype).fill_(1), total.add_(0.0), out=scratch("sign", n, total.dtype))
     agreeing = total.zero_()
-    divisor = torch.zeros_like(total) if normalize else None
+    divisor = scratch("divisor", n, total.dtype).zero_() if normalize else None
     for d, w in zip(ds, weights):
         d.mul_(s).clamp_min_(0)
         agreeing.add_(d)
@@ -196,7 +197,7 @@ def task_arithmetic_family(sparsify: str | None, consensus: bool):
                 if scales[i] * p.weights[i] != 1:
                     d.mul_(scales[i] * p.weights[i])
                 ds.append(d)
-            mixed = ds[0].clone()
+            mixed = scratch("mixed", ds[0].numel(), ds[0].dtype).copy_(ds[0])
             for d in ds[1:]:
                 mixed.add_(d)
             if consensus:

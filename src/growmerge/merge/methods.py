@@ -18,10 +18,12 @@ Each method has two implementations, one per numerical mode:
     - TIES: the same count k, chosen by threshold -- every |d| above the k-th largest value (an
       in-place introselect) plus the lowest-index elements equal to it. Deterministic; compat's
       sort may keep other tied elements, and float32 deltas tie less often than float16 ones;
-    - DARE: masks from numpy's PCG64 seeded by (seed, tensor name, model index), kept when a 16-bit
-      draw is below round(density*2^16) -- ~20x faster than torch's bernoulli and independent of
-      tensor order, so a grid cell equals the single merge; masks therefore differ from compat's
-      (same distribution to within 2^-17, same L1 rescale);
+    - DARE: masks from numpy's PCG64 seeded by (seed, tensor name, model index): raw 64-bit
+      outputs split into 8-bit (density a multiple of 2^-8) or 16-bit draws, kept when below
+      round(density*2^16) scaled to that width (``fast.Dropout`` has the exact recipe) -- ~20x
+      faster than torch's bernoulli and independent of tensor order, so a grid cell equals the
+      single merge; masks therefore differ from compat's (same distribution to within 2^-17, same
+      L1 rescale, whose sums are float32 per chunk accumulated in float64);
     - MultiSlerp: computed in closed form from the Gram matrix of the task vectors (see
       ``merge.fast``); never NaN, where mergekit's float16 epsilon rounds to 0 and zero task
       vectors give 0/0. A zero weighted mean falls back to the weighted linear mean for any number
