@@ -24,12 +24,15 @@ ids, which is exact.
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 from growmerge.errors import GrowmergeError
 
 HEAD_CHUNK_ROWS = 256  # rows per output-layer tile (large enough for an efficient matmul)
+HEAD_QUEUE_ROWS = 4096  # hidden rows held back for the head at most (bounded memory)
 HEAD_TILE_VOCAB = 1024  # vocabulary entries per tile: 256 × 1024 float32 logits = 1 MB, cache-sized
 
 
@@ -174,7 +177,8 @@ class Scorer:
         are scored."""
         import torch
 
-        out = [0.0] * len(seqs)
+        out = [[0.0] for _ in seqs]
+        head = _HeadRows(self, out)
         inputs = [s.tokens[:-1] for s in seqs]
         for s in seqs:
             self._check_len(len(s.tokens))
@@ -183,17 +187,14 @@ class Scorer:
             for batch in self._batches([len(x) for x in inputs], order):
                 ids = _right_pad([inputs[i] for i in batch], self.bos).to(self.device)
                 hidden = self._body(ids)
-                rows, pos, targets, owner = [], [], [], []
+                rows, pos, targets, dest = [], [], [], []
                 for r, i in enumerate(batch):
                     s = seqs[i]
                     for t in range(s.start, len(s.tokens)):
-                        rows.append(r)
-                        pos.append(t - 1)
-                        targets.append([s.tokens[t]])
-                        owner.append(i)
-                for i, (lp,) in zip(owner, self._token_logprobs(hidden[rows, pos], targets)):
-                    out[i] += lp
-        return out
+                        rows.append(r), pos.append(t - 1), targets.append([s.tokens[t]]), dest.append([(i, 0)])
+                head.add(hidden[rows, pos], targets, dest)
+            head.flush()
+        return [o[0] for o in out]
 
     def _score_groups_shared(self, groups: list[list[list[int]]], prefix_len: list[int], conditional: bool
                              ) -> list[list[float]]:
@@ -208,9 +209,11 @@ class Scorer:
         out = [[0.0] * len(g) for g in groups]
         cost = [prefix_len[j] + sum(len(t) - prefix_len[j] for t in g) for j, g in enumerate(groups)]
         order = sorted(range(len(groups)), key=lambda j: -prefix_len[j])
+        head = _HeadRows(self, out)
         with torch.inference_mode():
             for batch in self._budget_runs(order, cost):
-                self._score_group_batch(groups, prefix_len, batch, out, conditional)
+                self._score_group_batch(groups, prefix_len, batch, head, conditional)
+            head.flush()
         return out
 
     def _budget_runs(self, order: list[int], cost: list[int]):
@@ -225,7 +228,7 @@ class Scorer:
         if batch:
             yield batch
 
-    def _score_group_batch(self, groups, prefix_len, batch, out, conditional) -> None:
+    def _score_group_batch(self, groups, prefix_len, batch, head, conditional) -> None:
         from transformers import DynamicCache
 
         prefixes = [groups[j][0][:prefix_len[j]] for j in batch]
@@ -247,13 +250,13 @@ class Scorer:
             for k, toks in enumerate(groups[j]):
                 if len(toks) > p + 1:  # the suffix's last token is only a target, never an input
                     suffixes.append((r, j, k, toks[p:-1]))
-        self._add(out, dest, self._token_logprobs(h_prefix[rows, pos], targets))
+        head.add(h_prefix[rows, pos], targets, dest)
 
         suffixes.sort(key=lambda x: -len(x[3]))
         for sub in _length_buckets(suffixes, key=lambda x: len(x[3])):
-            self._score_suffixes(groups, prefix_len, batch, cache, sub, out)
+            self._score_suffixes(groups, prefix_len, cache, sub, head)
 
-    def _score_suffixes(self, groups, prefix_len, batch, cache, sub, out) -> None:
+    def _score_suffixes(self, groups, prefix_len, cache, sub, head) -> None:
         import torch
         from transformers import DynamicCache
 
@@ -277,25 +280,16 @@ class Scorer:
             toks, p = groups[j][k], prefix_len[j]
             for t in range(p + 1, len(toks)):
                 rows.append(row), pos.append(t - p - 1), targets.append([toks[t]]), dest.append([(j, k)])
-        self._add(out, dest, self._token_logprobs(hidden[rows, pos], targets))
-
-    @staticmethod
-    def _add(out, dest, lps) -> None:
-        for owners, row in zip(dest, lps):
-            for (j, k), lp in zip(owners, row):
-                if k is None:  # a shared prefix token belongs to every alternative of the group
-                    for kk in range(len(out[j])):
-                        out[j][kk] += lp
-                else:
-                    out[j][k] += lp
+        head.add(hidden[rows, pos], targets, dest)
 
     def _body(self, ids, cache=None, attention_mask=None, position_ids=None):
         """Final hidden states (after the last norm), without running the output layer."""
         body = getattr(self.model, "model", None) or self.model.base_model
         # transformers 5 renamed `past_key_values` to `cache`; accept either model generation.
         key = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
-        return body(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids,
-                    use_cache=cache is not None, **{key: cache}).last_hidden_state
+        with _onednn_linears(body):
+            return body(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids,
+                        use_cache=cache is not None, **{key: cache}).last_hidden_state
 
     def _token_logprobs(self, hidden, targets: list[list[int]]) -> list[list[float]]:
         """log p(t) for the targets t of each hidden row: the output layer and a float32 log-softmax
@@ -326,6 +320,43 @@ class Scorer:
         return [row[:len(t)] for row, t in zip(lps, targets)]
 
 
+def _onednn_ok(x, weight) -> bool:
+    import torch
+
+    return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and not x.requires_grad
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _linear(x, weight, bias=None):
+    """`F.linear` through oneDNN for float32 on CPU. Still IEEE float32 (only the summation order
+    differs, errors ~1e-7 relative, as between any two BLAS), but oneDNN uses the CPU's widest
+    vectors where torch's default BLAS path may not: measured 2x faster on an AVX-512 EPYC."""
+    import torch
+
+    if _onednn_ok(x, weight):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+@contextmanager
+def _onednn_linears(module):
+    """Run every nn.Linear inside `module` through `_linear` for the duration (restored after)."""
+    import torch
+
+    linears = [m for m in module.modules() if type(m) is torch.nn.Linear and "forward" not in vars(m)]
+    for m in linears:
+        m.forward = partial(_linear_forward, m)
+    try:
+        yield
+    finally:
+        for m in linears:
+            del m.forward
+
+
+def _linear_forward(m, x):
+    return _linear(x, m.weight, m.bias)
+
+
 def _tiled_logsumexp(x, weight, bias, cap):
     """float32 logsumexp over the vocabulary of `x @ weight.T (+ bias)`, one vocabulary tile at a
     time (each tile's logits are exponentiated in place while still in cache)."""
@@ -333,8 +364,7 @@ def _tiled_logsumexp(x, weight, bias, cap):
 
     maxes, sums = [], []
     for b in range(0, weight.shape[0], HEAD_TILE_VOCAB):
-        logits = torch.nn.functional.linear(x, weight[b:b + HEAD_TILE_VOCAB],
-                                            None if bias is None else bias[b:b + HEAD_TILE_VOCAB]).float()
+        logits = _linear(x, weight[b:b + HEAD_TILE_VOCAB], None if bias is None else bias[b:b + HEAD_TILE_VOCAB]).float()
         if cap:
             logits = torch.tanh(logits / cap) * cap
         m = logits.amax(1, keepdim=True)
@@ -343,6 +373,39 @@ def _tiled_logsumexp(x, weight, bias, cap):
     m, s = torch.cat(maxes, 1), torch.cat(sums, 1)
     top = m.amax(1, keepdim=True)
     return top[:, 0] + torch.log((s * torch.exp(m - top)).sum(1))
+
+
+class _HeadRows:
+    """Hidden rows waiting for the output layer, collected across batches so the head always runs
+    on full tiles (the suffix passes yield few rows each); `dest` says whose log-probabilities they
+    are: (group, alternative), alternative None meaning every alternative of the group."""
+
+    def __init__(self, scorer: Scorer, out: list[list[float]]):
+        self.scorer, self.out = scorer, out
+        self.hidden, self.targets, self.dest, self.n = [], [], [], 0
+
+    def add(self, hidden, targets: list[list[int]], dest: list[list[tuple]]) -> None:
+        self.hidden.append(hidden)
+        self.targets += targets
+        self.dest += dest
+        self.n += hidden.shape[0]
+        if self.n >= HEAD_QUEUE_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import torch
+
+        if not self.n:
+            return
+        lps = self.scorer._token_logprobs(torch.cat(self.hidden), self.targets)
+        for owners, row in zip(self.dest, lps):
+            for (j, k), lp in zip(owners, row):
+                if k is None:  # a shared prefix token belongs to every alternative of the group
+                    for kk in range(len(self.out[j])):
+                        self.out[j][kk] += lp
+                else:
+                    self.out[j][k] += lp
+        self.hidden, self.targets, self.dest, self.n = [], [], [], 0
 
 
 def _prefix_token_id(tokenizer) -> int:
