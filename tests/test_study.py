@@ -155,3 +155,14 @@ def test_micro_study_runs_stages_side_by_side(tmp_path):
         assert all(finished[d] <= finished[s.id] for d in s.deps), s.id
     with Results(cfg.root / "results.sqlite") as res:
         assert len(res.merges()) == 3 and res.query("SELECT COUNT(*) AS n FROM scores")[0]["n"] > 50
+
+
+def test_training_stage_under_torchrun(tmp_path):
+    """nproc > 1: a training stage runs as `torchrun -m growmerge.cli train JOB` (gloo on CPU)."""
+    from growmerge.artifacts import read_meta
+
+    cfg = StudyConfig.model_validate({**micro_config(tmp_path / "run"), "nproc": 2})
+    runner.run_study(cfg, only=["data", "seed_code"], echo=lambda m: None)
+    meta = read_meta(cfg.root / "models" / "seed_code")
+    assert meta["kind"] == "seed" and meta["step"] == 6 and meta["flops"]["self"] > 0
+    assert (cfg.root / "jobs" / "seed_code.yaml").is_file()
