@@ -170,3 +170,54 @@ def test_ip_skips_and_counts_texts_too_long_for_the_model(model_dir, tmp_path):
     assert ref[0] > 0 and ref[1] is None  # 1,200 characters exceed the tiny model's 256 positions
     ip = information_parity(scorer, rows, ref)
     assert ip["n"] == 1 and ip["skipped"] == 1
+
+
+def test_tiled_logsumexp_equals_a_full_log_softmax_normaliser(monkeypatch):
+    from growmerge.evaluate import scorer as sc
+
+    monkeypatch.setattr(sc, "HEAD_TILE_VOCAB", 64)  # 1000 = 15 full tiles and a ragged one
+    torch.manual_seed(0)
+    x, w, bias = torch.randn(37, 16), torch.randn(1000, 16), torch.randn(1000)
+    for b, cap in [(None, None), (bias, 3.0)]:
+        logits = torch.nn.functional.linear(x.double(), w.double(), None if b is None else b.double())
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        got = sc._tiled_logsumexp(x, w, b, cap).double()
+        assert torch.allclose(got, torch.logsumexp(logits, -1), atol=1e-5)
+
+
+def test_head_tiles_and_row_queue_change_no_score(tiny_llama, monkeypatch):
+    from growmerge.evaluate import scorer as sc
+
+    scorer = Scorer.from_dir(tiny_llama(hidden=64, layers=2))
+    groups = [["The dog runs over the fence.", "The dog run over the fence."],
+              ["Hunden springer.", "Hunden springa.", "Hunden sprang."], ["A", "B"]] * 4
+    default = {s: scorer.score_groups(groups, share_prefix=s, conditional=s) for s in (True, False)}
+    # Tiny tiles, a ragged last vocabulary tile (320 = 3 × 100 + 20) and a queue flushed mid-batch.
+    monkeypatch.setattr(sc, "HEAD_TILE_VOCAB", 100)
+    monkeypatch.setattr(sc, "HEAD_CHUNK_ROWS", 7)
+    monkeypatch.setattr(sc, "HEAD_QUEUE_ROWS", 5)
+    for s in (True, False):
+        small = scorer.score_groups(groups, share_prefix=s, conditional=s)
+        assert [x for g in small for x in g] == pytest.approx([x for g in default[s] for x in g], abs=1e-5)
+    # And both equal the model's own logits, log-softmaxed in float64.
+    text = "Hunden springer över staketet."
+    ids = [scorer.bos] + scorer.encode(text)
+    with torch.no_grad():
+        logp = scorer.model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
+    manual = sum(float(logp[t - 1, ids[t]]) for t in range(1, len(ids)))
+    assert scorer.sequence_nll([text])[0] == pytest.approx(-manual, abs=1e-4)
+
+
+def test_onednn_linears_are_exact_and_restored(tiny_llama):
+    from growmerge.evaluate.scorer import _onednn_linears
+
+    model = Scorer.from_dir(tiny_llama()).model
+    ids = torch.tensor([[1, 5, 9, 200, 7]])
+    with torch.no_grad():
+        plain = model(ids).logits
+        with _onednn_linears(model):
+            inside = model(ids).logits
+    assert torch.allclose(plain, inside, atol=1e-5)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and not any("forward" in vars(m) for m in linears)

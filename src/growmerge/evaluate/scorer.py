@@ -10,9 +10,13 @@ Conventions (all explicit, defaults match lm-evaluation-harness's ``loglikelihoo
 * **Context/continuation split** as lm-eval's ``_encode_pair``: trailing spaces of the context move
   to the continuation, the whole string is encoded once and split at ``len(encode(context))``.
 * Log-probabilities are summed in float32 from the model's logits at exactly the positions that
-  predict scored tokens: the output layer never runs on padding or on the last token of a sequence,
-  and a float32 log-softmax is taken per chunk of those rows only (never a full ``[B, L, V]``
-  log-softmax, never in bf16).
+  predict scored tokens: the output layer never runs on padding or on the last token of a sequence.
+  Its rows are queued across batches and run in cache-sized tiles of rows × vocabulary; each row's
+  log-normaliser is a float32 logsumexp over the tiles (never a full ``[B, L, V]`` log-softmax, never
+  in bf16), the target logit the same dot product taken from the output embeddings.
+* float32 ``nn.Linear`` layers run through oneDNN while scoring (still IEEE float32; it uses AVX-512
+  where torch's default BLAS path does not). Measured against a float64 run, our good−bad gaps are
+  ~1e-5 off; lm-eval's own float32 sums are ~1e-4 off on 30-token sentences.
 
 Speed: sequences are sorted by length and batched by a token budget, right-padded (causal attention
 means real tokens never see the padding, so no mask is needed — lm-eval does the same). For groups of
