@@ -4,7 +4,8 @@ Both score the same pairs with the same model in one process (lm-eval's conventi
 context, the sentence as continuation; BLiMP with a leading space). Datasets: the BLiMP sample, our
 generated LA set for sv (when the demo built it) and mParaRel FK pairs for sv. For each it prints
 pairs/s, the ratio to lm-eval in wall and CPU time (best of interleaved rounds: the machine is
-shared), and whether every decision agrees. ``score_pairs`` is what LA/FK evaluation runs
+shared), whether every decision agrees, and how far the good−bad gaps are from lm-eval's and from a
+float64 run of the same model (lm-eval's own float32 sums drift ~1e-4 on long sentences). ``score_pairs`` is what LA/FK evaluation runs
 (conditional scores, the shared prefix's output rows skipped); "totals" return full log-probs.
 The model is a random Llama of a real shape (SmolLM2's 49k tokenizer when a converted SmolLM2 is
 under runs/bench/smollm2), or any --model directory.
@@ -97,6 +98,19 @@ def our_runner(model_dir: Path, pairs, share: bool | None, conditional: bool):
     return lambda: scorer.score_minimal_pairs(pairs, conditional=conditional)
 
 
+def float64_scores(model_dir: Path, pairs):
+    """The same pairs in float64: shows how far each float32 scorer's good−bad gaps are from exact."""
+    import torch
+
+    from growmerge.evaluate.scorer import Scorer
+
+    return Scorer.from_dir(model_dir, dtype=torch.float64).score_minimal_pairs(pairs, conditional=True)
+
+
+def max_gap_diff(scores, other) -> float:
+    return max(abs((g - b) - (tg - tb)) for (g, b), (tg, tb) in zip(scores, other))
+
+
 def best_times(runners: dict, repeats: int) -> tuple[dict, dict, dict]:
     """Interleaved rounds; the best wall and CPU (process) time of each runner, and its scores."""
     wall = {k: float("inf") for k in runners}
@@ -135,14 +149,16 @@ def main() -> None:
                        "growmerge totals, shared": our_runner(model_dir, pairs, True, False),
                        "growmerge totals, unshared": our_runner(model_dir, pairs, False, False)}
             wall, cpu, scores = best_times(runners, args.repeats)
+            exact = float64_scores(model_dir, pairs)
             lm_correct = [int(np.argmax([g, b]) == 0) for g, b in scores[ref]]
             print(f"\n[{data_name}] {len(pairs)} pairs")
-            print(f"  {ref:28s}: {len(pairs) / wall[ref]:7.1f} pairs/s wall ({wall[ref]:.2f} s, cpu {cpu[ref]:.2f} s)")
+            print(f"  {ref:28s}: {len(pairs) / wall[ref]:7.1f} pairs/s wall ({wall[ref]:.2f} s, cpu {cpu[ref]:.2f} s)"
+                  f"  max |gap diff| vs float64 {max_gap_diff(scores[ref], exact):.1e}")
             for name in list(runners)[1:]:
                 same = [int(g >= b) for g, b in scores[name]] == lm_correct
-                gap = max(abs((g - b) - (tg - tb)) for (g, b), (tg, tb) in zip(scores[name], scores[ref]))
                 print(f"  {name:28s}: {len(pairs) / wall[name]:7.1f} pairs/s wall  ratio {wall[ref] / wall[name]:4.2f}x "
-                      f"wall, {cpu[ref] / cpu[name]:4.2f}x cpu  decisions identical: {same}  max |gap diff| {gap:.1e}")
+                      f"wall, {cpu[ref] / cpu[name]:4.2f}x cpu  decisions identical: {same}  max |gap diff| "
+                      f"{max_gap_diff(scores[name], scores[ref]):.1e} (vs float64 {max_gap_diff(scores[name], exact):.1e})")
 
 
 if __name__ == "__main__":
