@@ -73,7 +73,7 @@ def build_mixtures(run_dir: Path, spec) -> dict[str, Mixture]:
     adapt_<lang>: the language + English/code replay; multi: all languages (UniMax epochs) + replay.
     """
     from growmerge.data.card import read_manifest
-    from growmerge.data.spec import CODE, ENGLISH
+    from growmerge.data.spec import CODE
 
     run_dir = Path(run_dir)
     streams = read_manifest(run_dir)["streams"]

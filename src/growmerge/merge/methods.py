@@ -34,11 +34,9 @@ Each method has two implementations, one per numerical mode:
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 
 from growmerge.errors import GrowmergeError

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from growmerge.artifacts import read_meta, write_json_atomic
+from growmerge.artifacts import write_json_atomic
 from growmerge.errors import GrowmergeError
 from growmerge.study.plan import ENGLISH, Stage, build_plan
 from growmerge.study.results import FINAL_STEP, Results
