@@ -53,17 +53,13 @@ def study_run(config: Path = typer.Argument(..., help="study YAML"),
 @study_app.command("plan")
 def study_plan(config: Path = typer.Argument(..., help="study YAML")) -> None:
     """Print the stages, their parents and the estimated tokens and FLOPs, without running anything."""
-    import json
-
     from growmerge.study.plan import build_plan, estimate
     from growmerge.study.runner import is_done
     from growmerge.study.spec import load_study
 
     cfg = load_study(config)
     stages = build_plan(cfg)
-    manifest_path = cfg.root / "data" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) | {"_run_dir": str(cfg.root)} if manifest_path.is_file() else None
-    est = estimate(cfg, stages, manifest)
+    est = estimate(cfg, stages)
     total_tokens = total_flops = 0.0
     print(f"{'#':>3} {'stage':24s} {'kind':11s} {'done':4s} {'tokens':>12s} {'FLOPs':>10s}  parents")
     for i, s in enumerate(stages, 1):

@@ -130,7 +130,7 @@ def fingerprint_plan(stages: list[Stage]) -> list[Stage]:
     return stages
 
 
-def estimate(cfg: StudyConfig, stages: list[Stage], manifest: dict | None) -> dict[str, tuple[int | None, float | None]]:
+def estimate(cfg: StudyConfig, stages: list[Stage]) -> dict[str, tuple[int | None, float | None]]:
     """Tokens and FLOPs each training stage will see, as far as they are known before running.
 
     A budget in tokens or steps is exact; 'one pass over the mixture' needs the data manifest."""
@@ -139,6 +139,7 @@ def estimate(cfg: StudyConfig, stages: list[Stage], manifest: dict | None) -> di
     from growmerge.train.spec import PRESETS, preset_config
 
     vocab = cfg.data.tokenizer.vocab_size
+    passes = pass_tokens(cfg)
     small = None
     if cfg.model.init in PRESETS:
         small = preset_config(cfg.model.init, vocab, None, None)
@@ -149,8 +150,8 @@ def estimate(cfg: StudyConfig, stages: list[Stage], manifest: dict | None) -> di
         spec = cfg.train_spec(s.params["phase"])
         seq = spec.seq_len or cfg.data.seq_len
         tokens = spec.tokens or (spec.steps * spec.global_batch * seq if spec.steps else None)
-        if tokens is None and manifest is not None:
-            tokens = mixture_tokens(manifest, cfg, s.params["mixture"])
+        if tokens is None:
+            tokens = passes.get(s.params["mixture"])
         big = s.params["scale"] in ("2x", "1x_cloned") or s.id == "base_2x"
         config = None if small is None else (grown_config(small, cfg.model.factor, True) if big else small)
         flops = flops_per_token(config, seq) * tokens if (config is not None and tokens) else None
@@ -158,18 +159,13 @@ def estimate(cfg: StudyConfig, stages: list[Stage], manifest: dict | None) -> di
     return out
 
 
-def mixture_tokens(manifest: dict, cfg: StudyConfig, mixture: str) -> int | None:
-    """Training tokens of one pass over a mixture, from the prepared data's manifest."""
-    from pathlib import Path
-
+def pass_tokens(cfg: StudyConfig) -> dict[str, int]:
+    """Training tokens of one pass over each mixture, once the data stage has run (else empty)."""
     from growmerge.data.mixture import build_mixtures
+    from growmerge.data.shards import read_shard_meta
 
-    try:
-        mixtures = build_mixtures(Path(manifest["_run_dir"]), cfg.data)
-    except Exception:  # data not prepared yet: unknown
-        return None
-    total = 0
-    for item in mixtures[mixture].items:
-        meta = json.loads(Path(str(item.shard).removesuffix(".bin") + ".meta.json").read_text())
-        total += int(meta["tokens"] * item.epochs)
-    return total
+    if not (cfg.root / "data" / "manifest.json").is_file():
+        return {}
+    mixtures = build_mixtures(cfg.root, cfg.data)
+    return {name: sum(int(read_shard_meta(i.shard)["tokens"] * i.epochs) for i in mix.items)
+            for name, mix in mixtures.items()}
