@@ -6,6 +6,7 @@ has one entry point and the library code stays in its module. Heavy imports happ
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -56,11 +57,18 @@ def main() -> None:
 
     Usage errors are click's own (also exit 2); anything else is a bug and keeps its traceback.
     """
+    # Importing torch creates about a million objects. With the default thresholds the collector
+    # rescans them many times while importing and once more at exit: measured 0.5 s of a 1.4 s
+    # `python -c "import torch"`, a sixth of a whole `growmerge merge`. Rarer young collections keep
+    # cycle collection for long runs; freezing the heap at the end skips the traversal at exit.
+    gc.set_threshold(100_000, 50, 100)
     try:
         app()
     except GrowmergeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -85,20 +85,23 @@ def release_scratch() -> None:
 class TopK:
     """Exactly k largest |delta|: all above the k-th largest value t, then ties in index order.
 
-    Pass 1 stores delta (slot `index`) and |delta| (a shared slot, partitioned in place)."""
+    Pass 1 (``step`` per chunk) stores delta (slot `index`); ``finish`` writes |delta| into a slot
+    shared by all models and partitions it in place."""
 
-    def __init__(self, x, base, density: float, ctx, index: int, n: int, rescale: bool):
+    def __init__(self, density: float, rescale: bool, ctx, index: int, n: int):
         self.d = scratch(index, n, ctx.compute)
-        a = scratch("abs", n, ctx.compute)
-        for sl in spans(n):
-            a[sl] = torch.sub(load(x, sl, ctx, "x"), load(base, sl, ctx, "b"), out=self.d[sl]).abs()
-        k = max(1, int(density * n))
-        self.scale = 1.0
-        total = float(a.sum(dtype=torch.float64)) if rescale else 0.0
-        arr = a.numpy()
-        arr.partition(n - k)  # in place: O(n) introselect; the top k end up in arr[n-k:]
-        self.t = float(arr[n - k])
-        if rescale:
+        self.k, self.rescale, self.scale = max(1, int(density * n)), rescale, 1.0
+
+    def step(self, x, sl: slice, b: torch.Tensor, ctx) -> None:
+        torch.sub(load(x, sl, ctx, "x"), b, out=self.d[sl])
+
+    def finish(self) -> None:
+        n, k = self.d.numel(), self.k
+        a = torch.abs(self.d, out=scratch("abs", n, self.d.dtype))
+        total = float(a.sum(dtype=torch.float64)) if self.rescale else 0.0
+        a.numpy().partition(n - k)  # in place: O(n) introselect; the top k end up in a[n-k:]
+        self.t = float(a[n - k])
+        if self.rescale:
             self.scale = l1_scale(total, float(a[n - k:].sum(dtype=torch.float64)))
         self.ties_left = k - int(torch.count_nonzero(a[n - k:] > self.t))
 
@@ -106,7 +109,7 @@ class TopK:
         """The kept part of delta for one chunk (in place). Call once per chunk, in order: ties
         still owed are taken from the earliest chunks."""
         d = self.d[sl]
-        a = d.abs()
+        a = torch.abs(d, out=scratch("chunk_abs", d.numel(), d.dtype))
         if self.ties_left > 0:
             keep = a > self.t
             eq = a == self.t
@@ -138,25 +141,31 @@ class Dropout:
     otherwise, so the keep probability is density to within 2^-17 (exact for multiples of 2^-8),
     at a tenth of the cost of float draws."""
 
-    def __init__(self, x, base, density: float, rescale: bool, ctx, index: int, n: int):
+    def __init__(self, density: float, rescale: bool, ctx, index: int, n: int):
         seq = np.random.SeedSequence([ctx.seed & 0xFFFFFFFF, zlib.crc32(ctx.name.encode()), index])
-        gen = np.random.PCG64(seq)
+        self.gen = np.random.PCG64(seq)
         threshold = round(density * 65536)
-        bits, draw = (8, np.uint8) if threshold % 256 == 0 else (16, np.uint16)
-        threshold >>= 16 - bits
+        self.bits, self.draw = (8, np.uint8) if threshold % 256 == 0 else (16, np.uint16)
+        self.threshold = threshold >> (16 - self.bits)
         self.d = scratch(index, n, ctx.compute)
-        before = after = 0.0
-        for sl in spans(n):
-            m = sl.stop - sl.start
-            raw = gen.random_raw(-(-m * bits // 64)).view(draw)[:m]
-            keep = torch.from_numpy(raw < threshold).view(torch.uint8)  # uint8 multiplies faster than bool
-            d = torch.sub(load(x, sl, ctx, "x"), load(base, sl, ctx, "b"), out=self.d[sl])
-            if rescale:  # float32 per-chunk sums, accumulated in float64 in a fixed chunking
-                before += float(d.abs().sum())
-            d.mul_(keep)
-            if rescale:
-                after += float(d.abs().sum())
-        self.scale = l1_scale(before, after) if rescale else 1.0
+        self.rescale, self.scale = rescale, 1.0
+        self.before = self.after = 0.0  # float32 per-chunk sums, accumulated in float64
+
+    def step(self, x, sl: slice, b: torch.Tensor, ctx) -> None:
+        m = sl.stop - sl.start
+        raw = self.gen.random_raw(-(-m * self.bits // 64)).view(self.draw)[:m]
+        keep = torch.from_numpy(raw < self.threshold).view(torch.uint8)  # uint8 multiplies faster than bool
+        d = torch.sub(load(x, sl, ctx, "x"), b, out=self.d[sl])
+        a = scratch("chunk_abs", m, d.dtype)
+        if self.rescale:
+            self.before += float(torch.abs(d, out=a).sum())
+        d.mul_(keep)
+        if self.rescale:
+            self.after += float(torch.abs(d, out=a).sum())
+
+    def finish(self) -> None:
+        if self.rescale:
+            self.scale = l1_scale(self.before, self.after)
 
     def sparse(self, sl: slice) -> torch.Tensor:
         return self.d[sl]
@@ -183,15 +192,28 @@ def elect(ds: list, total: torch.Tensor, weights: list, normalize: bool, floor: 
     return agreeing
 
 
+def sparsify_pass(xs, base, p, ctx, n: int, sparsify: str | None) -> list:
+    """Pass 1 for the sparsified models, chunk-major so that each base chunk is rounded once and
+    shared by all of them. Each model's draws and sums still run in its own chunk order."""
+    kind = {"magnitude": TopK, "random": Dropout}.get(sparsify)
+    masks = [kind(p.densities[i], p.rescale, ctx, i, n) if kind and p.densities[i] < 1 else None
+             for i in range(len(xs))]
+    if any(masks):
+        for sl in spans(n):
+            b = load(base, sl, ctx, "b")
+            for x, mask in zip(xs, masks):
+                if mask is not None:
+                    mask.step(x, sl, b, ctx)
+        for mask in masks:
+            if mask is not None:
+                mask.finish()
+    return masks
+
+
 def task_arithmetic_family(sparsify: str | None, consensus: bool):
     def fast(xs, base, p, ctx, out) -> None:
         n = out.numel()
-        masks: list = [None] * len(xs)
-        for i, x in enumerate(xs):
-            if sparsify == "magnitude" and p.densities[i] < 1:
-                masks[i] = TopK(x, base, p.densities[i], ctx, i, n, p.rescale)
-            elif sparsify == "random" and p.densities[i] < 1:
-                masks[i] = Dropout(x, base, p.densities[i], p.rescale, ctx, i, n)
+        masks = sparsify_pass(xs, base, p, ctx, n, sparsify)
         scales = [m.scale if m is not None else 1.0 for m in masks]
         total = sum(p.weights)
         # With positive weights a zero divisor means no model agreed (mixed is 0 there), and any
