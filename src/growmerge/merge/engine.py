@@ -8,7 +8,9 @@ inputs are in memory at a time. The output directory appears in one rename when 
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -128,31 +130,81 @@ def open_inputs(spec: MergeSpec) -> tuple[list[ModelTensors], int | None]:
     return [ModelTensors(p) for p in paths], (0 if spec.base_path else None)
 
 
+class BackgroundWriter:
+    """Writes output tensors on a second thread while the next one is computed (file writes
+    release the GIL), from a small pool of reused output buffers: a buffer goes back to the pool
+    once its tensor is on disk. A failed write is raised in the caller at its next call."""
+
+    def __init__(self, nbytes: int, depth: int = 2):
+        self.free: queue.Queue = queue.Queue()
+        for _ in range(depth):
+            self.free.put(torch.empty(nbytes, dtype=torch.uint8))
+        self.todo: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="merge-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.todo.get()) is not None:
+            writer, name, tensor, buf = item
+            try:
+                if self.error is None:
+                    writer.write(name, tensor)
+            except BaseException as exc:  # handed to the main thread
+                self.error = exc
+            finally:
+                del tensor
+                if buf is not None:
+                    self.free.put(buf)
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def buffer(self) -> torch.Tensor:
+        self._check()
+        return self.free.get()
+
+    def write(self, writer: ShardWriter, name: str, tensor: torch.Tensor, buf: torch.Tensor | None) -> None:
+        self._check()
+        self.todo.put((writer, name, tensor, buf))
+
+    def close(self) -> None:
+        """Wait for every queued write; raise the first failure."""
+        self.todo.put(None)
+        self.thread.join()
+        self._check()
+
+
 def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, rounded, progress=None) -> None:
     """Stream every tensor name once through all jobs: each input tensor is read once.
 
     Inputs are zero-copy views of the files (released after each name) and default-mode results go
-    into one reused output buffer: fresh full-size tensors would pay page faults on every tensor.
+    into reused output buffers: fresh full-size tensors would pay page faults on every tensor.
     `progress(total)` may return a callback that is called after each tensor name."""
     layout = merged_layout(readers)
     tick = progress(len(layout)) if progress else None
     for job in jobs:
         job.writer = ShardWriter(job.out, output_layout(layout, job.out_dtype))
     needed = sorted({i for job in jobs for i in job.models + ([job.base] if job.base is not None else [])})
-    out_buf = torch.empty(max(i.nbytes for job in jobs for i in job.writer.layout.values()), dtype=torch.uint8)
-    for name in layout:
-        inputs: list = [None] * len(readers)
-        for i in needed:
-            inputs[i] = readers[i].view(name)
-            if compat:  # the default mode rounds chunk by chunk as it loads (fast.load)
-                inputs[i] = prepare(inputs[i], rounded, None)
-        for job in jobs:
-            job.writer.write(name, job.merge_tensor(name, inputs, out_buf))
-        del inputs
-        for i in needed:
-            readers[i].release(name)
-        if tick:
-            tick()
+    writes = BackgroundWriter(max(i.nbytes for job in jobs for i in job.writer.layout.values()))
+    try:
+        for name in layout:
+            inputs: list = [None] * len(readers)
+            for i in needed:
+                inputs[i] = readers[i].view(name)
+                if compat:  # the default mode rounds chunk by chunk as it loads (fast.load)
+                    inputs[i] = prepare(inputs[i], rounded, None)
+            for job in jobs:
+                buf = None if compat else writes.buffer()
+                writes.write(job.writer, name, job.merge_tensor(name, inputs, buf), buf)
+            del inputs
+            for i in needed:  # pages still viewed by a queued write stay valid until it is done
+                readers[i].release(name)
+            if tick:
+                tick()
+    finally:
+        writes.close()
     for job in jobs:
         job.writer.finish()
     for r in readers:

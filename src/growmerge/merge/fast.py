@@ -49,9 +49,9 @@ def load(x: torch.Tensor, sl: slice, ctx, slot: str | None = None) -> torch.Tens
     return scratch(slot, chunk.numel(), ctx.compute).copy_(chunk)
 
 
-def delta(x, base, sl, ctx, b=None) -> torch.Tensor:
-    """A fresh chunk of x - base."""
-    return torch.sub(load(x, sl, ctx, "x"), load(base, sl, ctx, "b") if b is None else b)
+def delta(x, b: torch.Tensor, sl: slice, ctx, slot="delta") -> torch.Tensor:
+    """x - b for one chunk (b: the base chunk, already loaded), in the reused buffer `slot`."""
+    return torch.sub(load(x, sl, ctx, "x"), b, out=scratch(slot, sl.stop - sl.start, ctx.compute))
 
 
 def linear(xs, base, p, ctx, out) -> None:
@@ -75,6 +75,14 @@ def scratch(slot, n: int, dtype: torch.dtype) -> torch.Tensor:
     buf = _POOL.get(slot)
     if buf is None or buf.numel() < n or buf.dtype != dtype:
         buf = _POOL[slot] = torch.empty(n, dtype=dtype)
+    return buf[:n]
+
+
+def ones(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """n ones, filled once per merge rather than once per chunk."""
+    buf = _POOL.get(("ones", dtype))
+    if buf is None or buf.numel() < n:
+        buf = _POOL[("ones", dtype)] = torch.ones(max(n, CHUNK), dtype=dtype)
     return buf[:n]
 
 
@@ -105,7 +113,7 @@ class TopK:
             self.scale = l1_scale(total, float(a[n - k:].sum(dtype=torch.float64)))
         self.ties_left = k - int(torch.count_nonzero(a[n - k:] > self.t))
 
-    def sparse(self, sl: slice) -> torch.Tensor:
+    def sparse(self, x, sl: slice, b: torch.Tensor, ctx) -> torch.Tensor:
         """The kept part of delta for one chunk (in place). Call once per chunk, in order: ties
         still owed are taken from the earliest chunks."""
         d = self.d[sl]
@@ -131,15 +139,18 @@ def l1_scale(before: float, after: float, eps: float = 1e-7) -> float:
 
 
 class Dropout:
-    """DARE: masks from PCG64 seeded by (seed, tensor name, model index), the L1 scale, and the
-    dropped-out delta stored (slot `index`) for pass 2.
+    """DARE: masks from PCG64 seeded by (seed, tensor name, model index) and the L1 scale.
 
     The draws: per chunk of CHUNK elements (the last one shorter), ceil(bits * len / 64) raw 64-bit
     PCG64 outputs (``random_raw``) read as little-endian `bits`-bit unsigned integers, one per
     element in order; an element is kept when its draw is below round(density * 2^16) / 2^(16 -
     bits). `bits` is 8 when that threshold is a multiple of 256 (e.g. density 0.5, 0.25) and 16
     otherwise, so the keep probability is density to within 2^-17 (exact for multiples of 2^-8),
-    at a tenth of the cost of float draws."""
+    at a tenth of the cost of float draws.
+
+    Pass 1 keeps only the mask (one byte per element, slot `index`); pass 2 recomputes the delta
+    from the inputs, which are still mapped: cheaper than writing and re-reading a float32 delta
+    the size of the embedding, and a quarter of the memory."""
 
     def __init__(self, density: float, rescale: bool, ctx, index: int, n: int):
         seq = np.random.SeedSequence([ctx.seed & 0xFFFFFFFF, zlib.crc32(ctx.name.encode()), index])
@@ -147,28 +158,27 @@ class Dropout:
         threshold = round(density * 65536)
         self.bits, self.draw = (8, np.uint8) if threshold % 256 == 0 else (16, np.uint16)
         self.threshold = threshold >> (16 - self.bits)
-        self.d = scratch(index, n, ctx.compute)
-        self.rescale, self.scale = rescale, 1.0
+        self.keep = scratch(index, n, torch.uint8)  # uint8 multiplies faster than bool
+        self.index, self.rescale, self.scale = index, rescale, 1.0
         self.before = self.after = 0.0  # float32 per-chunk sums, accumulated in float64
 
     def step(self, x, sl: slice, b: torch.Tensor, ctx) -> None:
         m = sl.stop - sl.start
         raw = self.gen.random_raw(-(-m * self.bits // 64)).view(self.draw)[:m]
-        keep = torch.from_numpy(raw < self.threshold).view(torch.uint8)  # uint8 multiplies faster than bool
-        d = torch.sub(load(x, sl, ctx, "x"), b, out=self.d[sl])
-        a = scratch("chunk_abs", m, d.dtype)
+        keep = self.keep[sl]
+        np.less(raw, self.threshold, out=keep.numpy().view(np.bool_))
         if self.rescale:
+            d = delta(x, b, sl, ctx)
+            a = scratch("chunk_abs", m, d.dtype)
             self.before += float(torch.abs(d, out=a).sum())
-        d.mul_(keep)
-        if self.rescale:
-            self.after += float(torch.abs(d, out=a).sum())
+            self.after += float(torch.abs(d.mul_(keep), out=a).sum())
 
     def finish(self) -> None:
         if self.rescale:
             self.scale = l1_scale(self.before, self.after)
 
-    def sparse(self, sl: slice) -> torch.Tensor:
-        return self.d[sl]
+    def sparse(self, x, sl: slice, b: torch.Tensor, ctx) -> torch.Tensor:
+        return delta(x, b, sl, ctx, slot=("d", self.index)).mul_(self.keep[sl])
 
 
 def elect(ds: list, total: torch.Tensor, weights: list, normalize: bool, floor: float | None) -> torch.Tensor:
@@ -178,14 +188,13 @@ def elect(ds: list, total: torch.Tensor, weights: list, normalize: bool, floor: 
     never agree, as in mergekit), so clamp_min(d*s, 0)*s is the agreeing part of d, bit for bit,
     and sign(clamp_min(d*s, 0)) is 1 where d agrees and 0 elsewhere. The ds are overwritten."""
     n = total.numel()  # reused chunk buffers: a fresh 4 MB tensor per chunk costs page faults
-    s = torch.copysign(scratch("ones", n, total.dtype).fill_(1), total.add_(0.0), out=scratch("sign", n, total.dtype))
-    agreeing = total.zero_()
-    divisor = scratch("divisor", n, total.dtype).zero_() if normalize else None
-    for d, w in zip(ds, weights):
+    s = torch.copysign(ones(n, total.dtype), total.add_(0.0), out=scratch("sign", n, total.dtype))
+    agreeing, divisor = total, scratch("divisor", n, total.dtype)
+    for j, (d, w) in enumerate(zip(ds, weights)):
         d.mul_(s).clamp_min_(0)
-        agreeing.add_(d)
+        agreeing.copy_(d) if j == 0 else agreeing.add_(d)  # the first model initialises the sums
         if normalize:
-            divisor.add_(d.sign_(), alpha=w)
+            torch.mul(d.sign_(), w, out=divisor) if j == 0 else divisor.add_(d.sign_(), alpha=w)
     agreeing.mul_(s)
     if normalize:
         agreeing.div_(divisor.clamp_min_(floor) if floor else divisor.masked_fill_(divisor == 0, 1))
@@ -223,12 +232,13 @@ def task_arithmetic_family(sparsify: str | None, consensus: bool):
             b = load(base, sl, ctx, "b")
             ds = []
             for i, x in enumerate(xs):
-                d = masks[i].sparse(sl) if masks[i] is not None else delta(x, base, sl, ctx, b)
+                d = masks[i].sparse(x, sl, b, ctx) if masks[i] is not None else delta(x, b, sl, ctx, ("d", i))
                 if scales[i] * p.weights[i] != 1:
                     d.mul_(scales[i] * p.weights[i])
                 ds.append(d)
-            mixed = scratch("mixed", ds[0].numel(), ds[0].dtype).copy_(ds[0])
-            for d in ds[1:]:
+            mixed = scratch("mixed", ds[0].numel(), ds[0].dtype)
+            torch.add(ds[0], ds[1], out=mixed) if len(ds) > 1 else mixed.copy_(ds[0])
+            for d in ds[2:]:
                 mixed.add_(d)
             if consensus:
                 mixed = elect(ds, mixed, p.weights, p.normalize, floor)
@@ -256,7 +266,7 @@ def multislerp(xs, base, p, ctx, out) -> None:
     gram = torch.zeros(k, k, dtype=torch.float64)
     for sl in spans(n):
         b = load(base, sl, ctx, "b") if base is not None else None
-        d = torch.stack([load(x, sl, ctx) if b is None else delta(x, base, sl, ctx, b) for x in xs])
+        d = torch.stack([load(x, sl, ctx) if b is None else delta(x, b, sl, ctx, ("d", i)) for i, x in enumerate(xs)])
         gram += (d @ d.T).double()
     norms = gram.diagonal().clamp_min(0).sqrt()
     c = w / (norms + p.eps)  # unit vectors u_i = d_i / (|d_i| + eps)
@@ -270,5 +280,5 @@ def multislerp(xs, base, p, ctx, out) -> None:
         b = load(base, sl, ctx, "b") if base is not None else None
         acc = torch.zeros(sl.stop - sl.start, dtype=ctx.compute) if b is None else b.clone()
         for x, ci in zip(xs, coef):
-            acc.add_(load(x, sl, ctx) if b is None else delta(x, base, sl, ctx, b), alpha=ci)
+            acc.add_(load(x, sl, ctx) if b is None else delta(x, b, sl, ctx), alpha=ci)
         out[sl] = acc
