@@ -358,3 +358,26 @@ def test_default_mode_does_not_depend_on_chunking(zoo, tmp_path, monkeypatch):
             monkeypatch.undo()
             assert_bitwise_equal(tensors(tmp_path / f"{method}-compat-big"),
                                  tensors(tmp_path / f"{method}-compat-small"))
+
+
+def test_failed_write_leaves_nothing(zoo, tmp_path, monkeypatch):
+    """Output tensors are written on a background thread: a write that fails mid-merge (a full
+    disk, say) must still stop the merge with that error and leave no output or temp directory."""
+    from growmerge.merge import tensorio
+    from growmerge.merge.config import read_mergekit_yaml
+    from growmerge.merge.engine import merge
+
+    real_write, calls = tensorio.ShardWriter.write, []
+
+    def failing_write(self, name, tensor):
+        calls.append(name)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_write(self, name, tensor)
+
+    monkeypatch.setattr(tensorio.ShardWriter, "write", failing_write)
+    config = paper_yaml(tmp_path / "ties.yaml", "ties", [zoo["isl"], zoo["fao"]], zoo["eng"])
+    with pytest.raises(OSError, match="No space left"):
+        merge(read_mergekit_yaml(config), tmp_path / "out")
+    assert len(calls) == 3  # nothing is written after the failure
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ties.yaml"]
