@@ -139,7 +139,7 @@ class BackgroundWriter:
         self.free: queue.Queue = queue.Queue()
         for _ in range(depth):
             self.free.put(torch.empty(nbytes, dtype=torch.uint8))
-        self.todo: queue.Queue = queue.Queue()
+        self.todo: queue.Queue = queue.Queue(maxsize=depth)  # bounds compat results in flight too
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="merge-writer", daemon=True)
         self.thread.start()

@@ -192,9 +192,14 @@ def elect(ds: list, total: torch.Tensor, weights: list, normalize: bool, floor: 
     agreeing, divisor = total, scratch("divisor", n, total.dtype)
     for j, (d, w) in enumerate(zip(ds, weights)):
         d.mul_(s).clamp_min_(0)
-        agreeing.copy_(d) if j == 0 else agreeing.add_(d)  # the first model initialises the sums
-        if normalize:
-            torch.mul(d.sign_(), w, out=divisor) if j == 0 else divisor.add_(d.sign_(), alpha=w)
+        if j == 0:  # the first model initialises the sums (no zero fill)
+            agreeing.copy_(d)
+            if normalize:
+                torch.mul(d.sign_(), w, out=divisor)
+        else:
+            agreeing.add_(d)
+            if normalize:
+                divisor.add_(d.sign_(), alpha=w)
     agreeing.mul_(s)
     if normalize:
         agreeing.div_(divisor.clamp_min_(floor) if floor else divisor.masked_fill_(divisor == 0, 1))
@@ -236,8 +241,8 @@ def task_arithmetic_family(sparsify: str | None, consensus: bool):
                 if scales[i] * p.weights[i] != 1:
                     d.mul_(scales[i] * p.weights[i])
                 ds.append(d)
-            mixed = scratch("mixed", ds[0].numel(), ds[0].dtype)
-            torch.add(ds[0], ds[1], out=mixed) if len(ds) > 1 else mixed.copy_(ds[0])
+            mixed = torch.add(ds[0], ds[1], out=scratch("mixed", ds[0].numel(), ds[0].dtype)) \
+                if len(ds) > 1 else ds[0].clone()
             for d in ds[2:]:
                 mixed.add_(d)
             if consensus:
