@@ -9,6 +9,7 @@ methods ``analyze_many`` / ``generate_many``.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -117,31 +118,17 @@ def _reading_key(r: Reading):
 # ---------------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------------
-def _icelandic(arg: str | None) -> Inflector:
-    from growmerge.evaluate.perturb.icelandic import IcelandicInflector
-    return IcelandicInflector()
+def _lazy(module: str, cls: str, needs: str | None = None) -> Callable[[str | None], Inflector]:
+    """A factory that imports its backend only when chosen: each one pulls in its own morphology
+    package. `needs` names the argument the backend requires (``name:ARG``), if any."""
 
+    def make(arg: str | None) -> Inflector:
+        if needs and not arg:
+            raise GrowmergeError(f"the {module} backend needs {needs}")
+        backend = getattr(importlib.import_module(f"growmerge.evaluate.perturb.{module}"), cls)
+        return backend(arg) if needs else backend()
 
-def _estonian(arg: str | None) -> Inflector:
-    from growmerge.evaluate.perturb.estonian import EstonianInflector
-    return EstonianInflector()
-
-
-def _apertium(arg: str | None) -> Inflector:
-    from growmerge.evaluate.perturb.apertium import ApertiumInflector
-    if not arg:
-        raise GrowmergeError("the apertium backend needs a language: --backend apertium:sv or apertium:da")
-    return ApertiumInflector(arg)
-
-
-def _persian(arg: str | None) -> Inflector:
-    from growmerge.evaluate.perturb.persian import PersianInflector
-    return PersianInflector()
-
-
-def _english(arg: str | None) -> Inflector:
-    from growmerge.evaluate.perturb.english import EnglishInflector
-    return EnglishInflector()
+    return make
 
 
 def _unimorph(arg: str | None) -> Inflector:
@@ -150,9 +137,13 @@ def _unimorph(arg: str | None) -> Inflector:
     return UniMorphInflector(arg)
 
 
-INFLECTORS: dict[str, Callable[..., Inflector]] = {
-    "unimorph": _unimorph, "islenska": _icelandic, "vabamorf": _estonian, "apertium": _apertium,
-    "persian": _persian, "lemminflect": _english,
+INFLECTORS: dict[str, Callable[[str | None], Inflector]] = {
+    "unimorph": _unimorph,
+    "islenska": _lazy("icelandic", "IcelandicInflector"),
+    "vabamorf": _lazy("estonian", "EstonianInflector"),
+    "apertium": _lazy("apertium", "ApertiumInflector", "a language: --backend apertium:sv or apertium:da"),
+    "persian": _lazy("persian", "PersianInflector"),
+    "lemminflect": _lazy("english", "EnglishInflector"),
 }
 DEFAULT_BACKEND = {"is": "islenska", "et": "vabamorf", "sv": "apertium:sv", "da": "apertium:da",
                    "fa": "persian", "en": "lemminflect"}
