@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from growmerge.device import DEVICE_HELP, METAVAR, check_spec
+
 pairs_app = typer.Typer(help="Minimal-pair sets: generate LA pairs, build FK pairs.", no_args_is_help=True)
 
 
@@ -19,6 +21,7 @@ def eval_cmd(
     reference: Optional[Path] = typer.Option(None, "--reference", help="English reference model for IP"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON here"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="reference NLL cache (default $GROWMERGE_CACHE)"),
+    device: str = typer.Option("auto", parser=check_spec, metavar=METAVAR, help=f"{DEVICE_HELP}; scores in float32"),
 ) -> None:
     """Evaluate MODEL: IP, LA and FK; prints a table and optionally writes JSON rows."""
     from rich.console import Console
@@ -26,9 +29,13 @@ def eval_cmd(
 
     from growmerge.artifacts import write_json_atomic
     from growmerge.evaluate.run import evaluate_model
+    from growmerge.evaluate.scorer import Scorer
 
+    # With the default, evaluate_model loads the model itself (on auto's device) after it has checked
+    # every set, so a bad file costs no model load; a device given explicitly is honoured up front.
+    scorer = Scorer.from_dir(model, device=device) if device != "auto" else None
     rows = evaluate_model(model, lang, ip_file=ip, la_files=la, fk_files=fk, reference=reference,
-                          cache_dir=cache_dir)
+                          cache_dir=cache_dir, scorer=scorer)
     table = Table("task", "dataset", "metric", "value", "n")
     for r in rows:
         table.add_row(r["task"], r["dataset"], r["metric"], f"{r['value']:.4f}", str(r["n"]))

@@ -66,10 +66,16 @@ class Scorer:
         _check_agreement(model, tokenizer, self.bos)
 
     @classmethod
-    def from_dir(cls, model_dir, dtype=None, **kwargs) -> "Scorer":
+    def from_dir(cls, model_dir, dtype=None, device="auto", **kwargs) -> "Scorer":
+        """The model of `model_dir` on `device` (growmerge.device.pick_device's forms; auto = the GPU when
+        there is one) in `dtype` (default float32 everywhere: scores are compared with lm-eval's, so
+        bfloat16, e.g. on a GPU, is the caller's explicit choice)."""
         from transformers.utils import logging as hf_logging
 
         from growmerge.artifacts import load_config, load_model, load_tokenizer
+        from growmerge.device import pick_device
+
+        dev = pick_device(device)  # before any loading: a GPU asked for on a machine without one fails at once
 
         hf_logging.disable_progress_bar()  # the CLI's stderr is for one-line errors
         tok = load_tokenizer(model_dir, required=True)
@@ -77,7 +83,7 @@ class Scorer:
         if vocab is not None and len(tok) > vocab:  # checked before paying for the weights
             raise GrowmergeError(f"{model_dir}: tokenizer has {len(tok)} tokens but the model's vocabulary is "
                                  f"{vocab}: model and tokenizer do not belong together")
-        return cls(load_model(model_dir, dtype=dtype), tok, **kwargs)
+        return cls(load_model(model_dir, dtype=dtype).to(dev), tok, **kwargs)
 
     # -- tokenisation ---------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -366,9 +372,11 @@ def _tiled_logsumexp(x, weight, bias, cap):
     time (each tile's logits are exponentiated in place while still in cache)."""
     import torch
 
+    # Tiles are for a CPU cache; a GPU has none of that size and pays a kernel launch per tile.
+    tile = HEAD_TILE_VOCAB if x.device.type == "cpu" else weight.shape[0]
     maxes, sums = [], []
-    for b in range(0, weight.shape[0], HEAD_TILE_VOCAB):
-        logits = _linear(x, weight[b:b + HEAD_TILE_VOCAB], None if bias is None else bias[b:b + HEAD_TILE_VOCAB]).float()
+    for b in range(0, weight.shape[0], tile):
+        logits = _linear(x, weight[b:b + tile], None if bias is None else bias[b:b + tile]).float()
         if cap:
             logits = torch.tanh(logits / cap) * cap
         m = logits.amax(1, keepdim=True)

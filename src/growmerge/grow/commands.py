@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from growmerge.device import DEVICE_HELP, METAVAR, check_spec
+
 convert_app = typer.Typer(help="Convert outside checkpoints into safetensors HF directories.", no_args_is_help=True)
 
 
@@ -19,6 +21,9 @@ def clone(
     untie: bool = typer.Option(False, "--untie", help="write a separate lm_head = [E…E]/k (reference variant)"),
     verify: bool = typer.Option(False, "--verify", help="run both models and print max |Δlogit| (float32)"),
     force: bool = typer.Option(False, "--force", help="replace a non-empty output directory"),
+    device: str = typer.Option("auto", parser=check_spec, metavar=METAVAR,
+                               help=f"where --verify runs both models: {DEVICE_HELP} (the clone itself is exact "
+                                    "arithmetic on the CPU)"),
 ) -> None:
     """HyperClone a Llama-family model ×k: same function, k× wider (hidden, MLP, heads, KV heads)."""
     import time
@@ -26,6 +31,10 @@ def clone(
     from growmerge.grow.hyperclone import check_factor, clone_dir
 
     k = check_factor(factor)
+    if verify:  # a GPU asked for on a machine without one is refused before the clone is written
+        from growmerge.device import pick_device
+
+        dev = pick_device(device)
     t0 = time.perf_counter()
     path = clone_dir(src, out, k, snr_db=snr_db, seed=seed, untie=untie, force=force)
     print(f"cloned ×{k} → {path} in {time.perf_counter() - t0:.1f} s")
@@ -34,12 +43,12 @@ def clone(
         from growmerge.grow.hyperclone import max_logit_diff, resolve_source, verification_ids
 
         src_dir = resolve_source(src)
-        small, big = load_model(src_dir), load_model(path)
-        ids = verification_ids(load_tokenizer(src_dir), small.config.vocab_size)
+        small, big = load_model(src_dir).to(dev), load_model(path).to(dev)
+        ids = verification_ids(load_tokenizer(src_dir), small.config.vocab_size).to(dev)
         n_small = sum(p.numel() for p in small.parameters())
         n_big = sum(p.numel() for p in big.parameters())
         print(f"parameters {n_small:,} → {n_big:,}; tied: {big.config.tie_word_embeddings}")
-        print(f"max |Δlogit| = {max_logit_diff(small, big, ids):.3e} over {ids.numel()} tokens (float32)")
+        print(f"max |Δlogit| = {max_logit_diff(small, big, ids):.3e} over {ids.numel()} tokens (float32, {dev})")
 
 
 @convert_app.command("gguf")

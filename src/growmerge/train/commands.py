@@ -1,6 +1,6 @@
 """CLI commands of `growmerge.train` (registered by `growmerge.cli`).
 
-    growmerge train JOB.yaml [--out DIR] [--resume] [--force] [--threads N] [--fsdp] [--compile]
+    growmerge train JOB.yaml [--out DIR] [--resume] [--force] [--threads N] [--fsdp] [--compile] [--device D]
     torchrun --nproc-per-node 2 -m growmerge.cli train JOB.yaml [--fsdp]
 
 JOB.yaml holds the TrainSpec fields plus ``mixture:`` (items of shard/epochs/name), ``out:``,
@@ -15,6 +15,8 @@ from typing import Optional
 
 import typer
 
+from growmerge.device import DEVICE_HELP, METAVAR, check_spec
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
@@ -28,6 +30,9 @@ def register(app: typer.Typer) -> None:
                        "2 threads per process on a shared 2-core machine ran ~7x slower)."),
         fsdp: bool = typer.Option(False, "--fsdp", help="Under torchrun: FSDP2 instead of DDP."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+        device: Optional[str] = typer.Option(
+            None, parser=check_spec, metavar=METAVAR, help=f"{DEVICE_HELP} (default: the job's `device:`, else auto); "
+                                                "under torchrun each process takes the GPU of its LOCAL_RANK."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Train (or continue pretraining) a model on a data mixture with the WSD schedule."""
@@ -36,7 +41,8 @@ def register(app: typer.Typer) -> None:
 
         j = load_job(job)
         spec = j.spec().model_copy(update={k: v for k, v in
-                                           dict(threads=threads, fsdp=fsdp or None, compile=compile or None).items()
+                                           dict(threads=threads, fsdp=fsdp or None, compile=compile or None,
+                                                device=device).items()
                                            if v is not None})
         target = out or j.out
         if target is None:

@@ -1,6 +1,8 @@
 """One entry point for 1 process and for torchrun: DDP by default, FSDP2 with ``fsdp``.
 
-Under torchrun (WORLD_SIZE > 1) the process group is gloo on CPU and NCCL on GPU. FSDP2 shards each
+The device is ``growmerge.device.pick_device``'s: one process trains on one GPU without torchrun.
+Under torchrun (WORLD_SIZE > 1, one or several nodes) each process takes the GPU of its LOCAL_RANK
+and the process group is NCCL on GPUs, gloo on CPUs. FSDP2 shards each
 decoder layer with ``fully_shard`` and puts the embeddings, final norm and lm_head in the root group,
 so the tied embedding/lm_head parameter stays one parameter.
 """
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from growmerge.device import pick_device
 
 
 @dataclass
@@ -33,25 +37,22 @@ class Dist:
         """Mean of a float over ranks."""
         if self.world == 1:
             return x
-        t = torch.tensor([x], dtype=torch.float64)
+        t = torch.tensor([x], dtype=torch.float64, device=self.device)  # NCCL reduces GPU tensors only
         dist.all_reduce(t)
         return float(t.item()) / self.world
 
 
-def setup() -> Dist:
-    """Join the torchrun process group if there is one."""
+def setup(device: str = "auto") -> Dist:
+    """This process's device, and the torchrun process group when there is one."""
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # NCCL and unqualified "cuda" tensors use the current device
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Dist()
-    use_cuda = torch.cuda.is_available()
+        return Dist(device=dev)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    rank = dist.get_rank()
-    device = torch.device("cpu")
-    if use_cuda:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return Dist(rank, world, device)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), world, dev)
 
 
 def wrap(model, d: Dist, fsdp: bool):

@@ -24,6 +24,8 @@ import torch
 
 from growmerge.artifacts import is_local, load_model, load_tokenizer, read_meta
 from growmerge.data.mixture import Mixture
+from growmerge.device import autocast as device_autocast
+from growmerge.device import enable_tf32
 from growmerge.errors import GrowmergeError
 from growmerge.train import checkpoint as ckpt
 from growmerge.train.distributed import Dist, grad_sync, setup, wrap
@@ -200,8 +202,9 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
           tokenizer_dir: Path | None = None, meta: dict | None = None, *, resume: bool = False,
           force: bool = False, progress: bool = True) -> Path:
     """Train `init` (an HF dir, hub id or preset name; default spec.init) on `mixture`; return `out_dir`."""
-    d = setup()
+    d = setup(spec.device)
     set_threads(spec.threads, d)
+    enable_tf32(d.device)
     init = str(init or spec.init or "")
     if not init:
         raise GrowmergeError("no init: give an HF model directory or a preset name (spec `init:`)")
@@ -219,7 +222,8 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
     model.to(d.device)
     if spec.compile:
         model.model.compile()  # the decoder body; the fused loss is a hand-written kernel already
-    module = wrap(CausalLMLoss(model, torch.bfloat16 if spec.dtype == "bf16" else torch.float32), d, spec.fsdp)
+    amp = torch.bfloat16 if spec.dtype == "bf16" else torch.float32
+    module = wrap(CausalLMLoss(model, amp), d, spec.fsdp)
     optimizer = torch.optim.AdamW(param_groups(module, spec), lr=spec.lr, betas=spec.betas, eps=spec.eps,
                                   fused=d.device.type == "cuda" or d.world == 1)
     step, consumed = 0, 0
@@ -231,7 +235,7 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
         ckpt.remove_partial(work)
     d.barrier()
     warmup, decay = wsd_phases(plan.total_steps, spec.warmup_fraction, spec.warmup_min_steps, spec.decay_fraction)
-    autocast = torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=spec.dtype == "bf16")
+    autocast = device_autocast(d.device, amp)
     obs = Observer(work, plan.total_steps, step, d.main, progress)
     params = [p for p in module.parameters() if p.requires_grad]
     loss_value = None

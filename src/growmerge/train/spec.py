@@ -2,8 +2,9 @@
 
 A spec fixes everything that changes the numbers a run produces. ``fingerprint`` hashes exactly
 those fields (plus the init and the mixture) so a resume from a different spec is refused and a
-re-run of a finished identical run is a no-op. Fields that only change speed or bookkeeping
-(threads, compile, fsdp, keep_last, checkpoint cadence, logging) are left out of it.
+re-run of a finished identical run is a no-op. Fields that only change speed, rounding or bookkeeping
+(device, threads, compile, fsdp, keep_last, checkpoint cadence, logging) are left out of it: a run
+started on a CPU may be resumed on a GPU.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from growmerge.config import Strict
 from growmerge.errors import GrowmergeError
@@ -32,7 +33,7 @@ PRESETS: dict[str, dict] = {
 }
 
 # Fields that do not change the numbers of a run (see module docstring).
-NOT_FINGERPRINTED = {"threads", "compile", "fsdp", "keep_last", "checkpoint_every_steps",
+NOT_FINGERPRINTED = {"device", "threads", "compile", "fsdp", "keep_last", "checkpoint_every_steps",
                      "checkpoint_every_flops", "checkpoints", "log_every"}
 
 
@@ -54,6 +55,7 @@ class TrainSpec(Strict):
     grad_clip: float | None = Field(1.0, gt=0)
     dtype: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (growmerge.device.pick_device)
     fsdp: bool = False  # under torchrun: FSDP2 instead of DDP
     checkpoint_every_steps: int | None = Field(None, gt=0)
     checkpoint_every_flops: float | None = Field(None, gt=0)
@@ -62,6 +64,16 @@ class TrainSpec(Strict):
     seed: int = 0
     threads: int | None = Field(None, gt=0)
     log_every: int = Field(1, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, v: str) -> str:
+        from growmerge.device import check_spec
+
+        try:
+            return check_spec(v)
+        except GrowmergeError as exc:  # as ValueError, pydantic names the YAML key in the message
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _one_budget(self):
