@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from growmerge.study.matching import compute_matched_pairs, score_differences
-from growmerge.study.results import Results
+from growmerge.ledger.matching import compute_matched_pairs, score_differences
+from growmerge.ledger.store import Results
 
 
 def add_run(res, name, setup, lang, start, per_step, steps, every=1, step0=False):

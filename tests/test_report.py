@@ -12,7 +12,7 @@ import pytest
 from growmerge.errors import GrowmergeError
 from growmerge.report import build_report, findings
 from growmerge.report.findings import FAILS, HOLDS, INCONCLUSIVE, close, greater, not_worse
-from growmerge.study.results import Cell, Results
+from growmerge.ledger.store import Cell, Results
 
 LANGS = ("sv", "da", "fa")
 TASK_BASE = {"la": 0.70, "ip": 0.60, "fk": 0.55}

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from growmerge.errors import GrowmergeError
-from growmerge.study.results import Cell, Results, headline_cells, mean_cell
+from growmerge.ledger.store import Cell, Results, headline_cells, mean_cell
 
 
 def score(model, lang, task, value, dataset="d", metric=None, step=-1, n=100):
@@ -122,7 +122,7 @@ def test_concurrent_reader_sees_committed_rows(tmp_path):
 
 def test_record_model_dir_reads_sidecars_checkpoints_and_log(tmp_path, tiny_llama):
     from growmerge.artifacts import write_meta
-    from growmerge.study.results import count_params, record_model_dir
+    from growmerge.ledger.store import count_params, record_model_dir
 
     model = tiny_llama("sv-1x")
     write_meta(model, {"kind": "adapt", "setup": "1x", "languages": ["sv"], "parents": ["runs/x/models/base-1x"],

@@ -14,8 +14,9 @@ import yaml
 from growmerge.errors import GrowmergeError
 from growmerge.study import runner
 from growmerge.study.plan import build_plan
-from growmerge.study.results import Results
+from growmerge.ledger.store import Results
 from growmerge.study.spec import StudyConfig, load_study
+from growmerge.study.stages import MergeStage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def micro_config(run_dir: Path) -> dict:
         "phases": {"seed_code": {"steps": 6}, "seed_mixed": {"steps": 6}, "base": {"steps": 4},
                    "adapt": {"steps": 6}, "multi": {"steps": 6}},
         "merge": {"methods": ["linear", "ties"]},
-        "eval": {"max_ip_pairs": 10, "la_pairs": 10, "fk_pairs": 10, "off_the_shelf": []},
+        "eval": {"tasks": {"ip": {"max_pairs": 10}, "la": {"pairs": 10}, "fk": {"pairs": 10}}, "off_the_shelf": []},
     }
 
 
@@ -51,16 +52,16 @@ def test_plan_is_a_dag_with_the_paper_lineage():
     for i, s in enumerate(stages):  # every dependency comes earlier
         assert all(ids.index(d) < i for d in s.deps), s.id
     by_id = {s.id: s for s in stages}
-    assert by_id["base_2x"].params["init"] == "seed_2x" and by_id["seed_2x"].params["src"] == "seed"
-    assert by_id["base_1x_cloned"].params["src"] == "base_1x"
+    assert by_id["base_2x"].init == "seed_2x" and by_id["seed_2x"].src == "seed"
+    assert by_id["base_1x_cloned"].src == "base_1x"
     langs = cfg.data.languages
     for lang in langs:
-        assert by_id[f"1x_{lang}"].params["init"] == "base_1x"
-        assert by_id[f"1x_cloned_{lang}"].params["init"] == "base_1x_cloned"
-        assert by_id[f"2x_{lang}"].params["init"] == "base_2x"
-        assert by_id[f"2x_{lang}"].params["mixture"] == f"adapt_{lang}"
+        assert by_id[f"1x_{lang}"].init == "base_1x"
+        assert by_id[f"1x_cloned_{lang}"].init == "base_1x_cloned"
+        assert by_id[f"2x_{lang}"].init == "base_2x"
+        assert by_id[f"2x_{lang}"].mixture == f"adapt_{lang}"
     # task-vector merges subtract the English base of the same scale
-    assert {by_id[f"merge_{s}"].params["base"] for s in ("1x", "1x_cloned", "2x")} == {"base_1x", "base_1x_cloned", "base_2x"}
+    assert {by_id[f"merge_{s}"].base for s in ("1x", "1x_cloned", "2x")} == {"base_1x", "base_1x_cloned", "base_2x"}
     assert stages[-1].id == "report"
 
 
@@ -94,20 +95,18 @@ def test_bad_study_configs(tmp_path):
 def test_micro_study_end_to_end_and_resume(tmp_path, monkeypatch):
     cfg = StudyConfig.model_validate(micro_config(tmp_path / "run"))
     # Crash in the middle (the first merge stage), as a kill would: nothing after it is marked done.
-    real_merge = runner.EXECUTORS["merge"]
-
-    def crash(ctx, stage):
+    def crash(self, ctx):
         raise RuntimeError("killed")
 
-    monkeypatch.setitem(runner.EXECUTORS, "merge", crash)
-    with pytest.raises(RuntimeError, match="killed"):
-        runner.run_study(cfg, echo=lambda m: None)
+    with monkeypatch.context() as patch:
+        patch.setattr(MergeStage, "run", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            runner.run_study(cfg, echo=lambda m: None)
     stages = build_plan(cfg)
     done = {s.id for s in stages if runner.is_done(cfg.root, s)}
     assert {"data", "pairs", "seed", "base_2x", "2x_fa", "2x_multi"} <= done and "merge_1x" not in done
     seconds = {s: json.loads((cfg.root / "stages" / f"{s}.json").read_text())["finished"] for s in done}
 
-    monkeypatch.setitem(runner.EXECUTORS, "merge", real_merge)
     log: list[str] = []
     runner.run_study(cfg, echo=log.append)
     assert all(f"{s}: done" in "\n".join(log) for s in done)  # nothing completed was redone

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from growmerge.report.findings import findings, findings_text
-from growmerge.study.results import Results
+from growmerge.ledger import Results
 
 __all__ = ["build_report", "findings", "findings_text"]
 

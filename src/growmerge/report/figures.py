@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from growmerge.report.view import SETUP_ORDER, StudyView, method_sort_key
-from growmerge.study.results import ENGLISH, SCALES
+from growmerge.evaluate.tasks import TASKS
+from growmerge.names import ENGLISH, SCALES
 
-TASK_LABEL = {"la": "LA (accuracy)", "ip": "IP", "fk": "FK (accuracy)"}
 DPI = 100
 
 
@@ -61,7 +61,7 @@ def fig_setups(view: StudyView, out_dir: Path) -> Figure:
         for setup in SETUP_ORDER:
             values = []
             for lang in langs:
-                if lang == ENGLISH and setup in ("1x", "1x_cloned", "2x"):
+                if lang == ENGLISH and setup in SCALES:
                     cs = [c for r in view.languages if (c := view.setup_cell(setup, ENGLISH, task, run_lang=r))]
                     values.append(float(np.mean([c.value for c in cs])) if cs else None)
                 else:
@@ -82,7 +82,7 @@ def fig_setups(view: StudyView, out_dir: Path) -> Figure:
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (task, series) in zip(axes, panels):
         grouped_bars(ax, langs, series)
-        ax.set_ylabel(TASK_LABEL[task])
+        ax.set_ylabel(TASKS[task].label)
     axes[0].legend(fontsize=6, ncol=5, loc="lower left", bbox_to_anchor=(0, 1.02))
     f.files.append(save(fig, out_dir, "fig2_setups.png"))
     return f
@@ -106,17 +106,16 @@ def fig_compute_matched(view: StudyView, out_dir: Path) -> Figure:
         return f
     labels = sorted({r["pair"] for r in rows})
     langs = sorted({r["lang"] for r in rows} - {ENGLISH}) + [ENGLISH]
-    markers = {"la": "o", "ip": "s", "fk": "^"}
     fig = new_figure(1.5 + 3.0 * len(labels), 2.8)
     axes = fig.subplots(1, len(labels), squeeze=False, sharey=True)[0]
     rng = np.random.default_rng(0)  # jitter only, for readability
     for ax, label in zip(axes, labels):
-        for task, marker in markers.items():
+        for task, spec in TASKS.items():
             pts = [(langs.index(r["lang"]), r["diff"]) for r in rows if r["pair"] == label and r["task"] == task]
             if pts:
                 xs, ys = zip(*pts)
-                ax.scatter(np.array(xs) + rng.uniform(-0.15, 0.15, len(xs)), ys, marker=marker, s=14,
-                           label=TASK_LABEL[task])
+                ax.scatter(np.array(xs) + rng.uniform(-0.15, 0.15, len(xs)), ys, marker=spec.marker, s=14,
+                           label=spec.label)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(range(len(langs)), langs)
         ax.set_title(label, fontsize=9)
@@ -158,7 +157,7 @@ def fig_pairwise(view: StudyView, out_dir: Path) -> Figure:
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w")
             ax.set_xticks(range(len(langs)), langs)
             ax.set_yticks(range(len(langs)), langs)
-            ax.set_title(f"{TASK_LABEL[task]} · {scale}", fontsize=8)
+            ax.set_title(f"{TASKS[task].label} · {scale}", fontsize=8)
             fig.colorbar(im, ax=ax, shrink=0.7)
         f.files.append(save(fig, out_dir, f"fig4_pairwise_{scale}.png"))
     return f
@@ -188,7 +187,7 @@ def fig_methods(view: StudyView, out_dir: Path) -> Figure:
         grouped_bars(axes[0, col], methods, {s: [mean([r for r in sel if r["method"] == m and r["scale"] == s])
                                                  for m in methods] for s in scales})
         axes[0, col].tick_params(axis="x", labelsize=6, rotation=30)
-        axes[0, col].set_title(TASK_LABEL[task], fontsize=8)
+        axes[0, col].set_title(TASKS[task].label, fontsize=8)
         for m in methods:
             ys = [mean([r for r in sel if r["method"] == m and r["k"] == k]) for k in ks]
             axes[1, col].plot(ks, [np.nan if y is None else y for y in ys], marker="o", label=m)

@@ -13,14 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from growmerge.report.view import REFERENCE, StudyView
-from growmerge.study.results import ENGLISH, Cell, Results, mean_cell
+from growmerge.names import REFERENCE
+from growmerge.report.view import StudyView
+from growmerge.evaluate.tasks import TASKS
+from growmerge.ledger import Cell, Results, mean_cell
+from growmerge.names import ENGLISH
 
 HOLDS, FAILS, INCONCLUSIVE = "✓", "✗", "inconclusive"
 FLOOR = 0.002
 CLOSE = 0.02  # "within ~2 points"
 CHANCE = 0.5
-TASK_NAMES = {"la": "LA", "ip": "IP", "fk": "FK"}
 FAMILIES = {
     "north_germanic": {"sv", "swe", "da", "dan", "is", "isl", "fo", "fao", "no", "nb", "nob", "nn", "nno"},
     "finnic": {"et", "ekk", "est", "fi", "fin"},
@@ -109,13 +111,13 @@ def by_setup(view: StudyView, task: str, a: str, b: str, on: str | None = None) 
 
 
 def finding_1(view: StudyView) -> list[Claim]:
-    return [greater(f"{TASK_NAMES[t]} 1x vs {REFERENCE}", *by_setup(view, t, "1x", REFERENCE)) for t in ("la", "ip")]
+    return [greater(f"{TASKS[t].short} 1x vs {REFERENCE}", *by_setup(view, t, "1x", REFERENCE)) for t in ("la", "ip")]
 
 
 def finding_2(view: StudyView) -> list[Claim]:
     claims = []
     for t in view.tasks or ["la"]:
-        n = TASK_NAMES[t]
+        n = TASKS[t].short
         claims += [not_worse(f"{n} 2x ≥ 1x_cloned", *by_setup(view, t, "2x", "1x_cloned")),
                    not_worse(f"{n} 1x_cloned ≥ 1x", *by_setup(view, t, "1x_cloned", "1x")),
                    close(f"{n} 1x_cloned ≈ 2x", *by_setup(view, t, "1x_cloned", "2x"))]
@@ -123,7 +125,7 @@ def finding_2(view: StudyView) -> list[Claim]:
 
 
 def finding_3(view: StudyView) -> list[Claim]:
-    return [greater(f"English {TASK_NAMES[t]} {s} vs 1x", *by_setup(view, t, s, "1x", on=ENGLISH))
+    return [greater(f"English {TASKS[t].short} {s} vs 1x", *by_setup(view, t, s, "1x", on=ENGLISH))
             for t in ("la", "ip") for s in ("1x_cloned", "2x")]
 
 
@@ -160,7 +162,7 @@ def _every_below(what: str, rows: list[dict], other: str) -> Claim:
     text = f"every merge below the {what}: {below}/{len(diffs)} scores below beyond noise, {len(above)} above"
     if above:
         r, d = max(above, key=lambda x: -x[1].value)
-        text += f" (most: {r['merge']} on {r['lang']} {TASK_NAMES[r['task']]} {-d.value:+.3f})"
+        text += f" (most: {r['merge']} on {r['lang']} {TASKS[r['task']].short} {-d.value:+.3f})"
     return Claim(status, text)
 
 
@@ -240,7 +242,7 @@ def finding_9(view: StudyView) -> list[Claim]:
     for t in view.tasks or ["ip"]:
         up, base = paired((r["cell"], one.get((r["method"], r["languages"], r["lang"], t)))
                           for r in view.merge_rows if r["scale"] != "1x" and r["task"] == t)
-        claims.append(greater(f"{TASK_NAMES[t]} upscaled merges vs 1x merges", up, base))
+        claims.append(greater(f"{TASKS[t].short} upscaled merges vs 1x merges", up, base))
         if up is not None and base is not None:
             gains[t] = up - base
     others = [g for t, g in gains.items() if t != "ip"]

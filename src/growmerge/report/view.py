@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from growmerge.study.matching import cell_at, compute_matched_pairs, score_differences
-from growmerge.study.results import ENGLISH, FINAL_STEP, MULTI_SETUPS, RUN_SETUPS, TASKS, Cell, Results, headline_cells
+from growmerge.evaluate.tasks import TASKS
+from growmerge.ledger import FINAL_STEP, Cell, Results, headline_cells
+from growmerge.ledger.matching import cell_at, compute_matched_pairs, score_differences
+from growmerge.names import ENGLISH, MULTI_SCALES, REFERENCE, SCALES
 
-SETUP_ORDER = RUN_SETUPS + MULTI_SETUPS + ("base_1x", "base_2x", "smollm2")
-REFERENCE = "smollm2"
+SETUP_ORDER = SCALES + MULTI_SCALES + ("base_1x", "base_2x", REFERENCE)
 
 
 METHOD_ORDER = ("linear", "task_arithmetic", "multislerp", "ties", "dare_ties")  # the paper's ranking
@@ -47,7 +48,7 @@ class StudyView:
         for m in sorted(by_name, key=lambda m: m["kind"] == "adapt"):
             if m["kind"] == "merge":
                 continue
-            if m["setup"] in RUN_SETUPS and len(m["languages"]) == 1:
+            if m["setup"] in SCALES and len(m["languages"]) == 1:
                 index[(m["setup"], m["languages"][0])] = m["name"]
             elif m["setup"] is not None:
                 index[(m["setup"], None)] = m["name"]
@@ -57,7 +58,7 @@ class StudyView:
 
     def setup_model(self, setup: str, lang: str | None = None) -> str | None:
         """The model of a setup: for per-language setups the run on `lang`, otherwise the one model."""
-        return self._setup_index.get((setup, lang if setup in RUN_SETUPS else None))
+        return self._setup_index.get((setup, lang if setup in SCALES else None))
 
     def setup_cell(self, setup: str, lang: str, task: str, run_lang: str | None = None) -> Cell | None:
         """Score of `setup` on `lang`; per-language runs are the run on `run_lang` (default `lang`)."""
@@ -67,7 +68,7 @@ class StudyView:
     def languages(self) -> list[str]:
         """Target languages: those of the per-language runs, else of any scores (English excluded)."""
         langs = {m["languages"][0] for m in self.models.values()
-                 if m["setup"] in RUN_SETUPS and len(m["languages"]) == 1}
+                 if m["setup"] in SCALES and len(m["languages"]) == 1}
         langs = langs or {lang for (_, _, lang, _) in self.cells}
         return sorted(langs - {ENGLISH})
 

@@ -24,7 +24,7 @@ def run_and_summarise(config: Path, only: list[str] | None = None, jobs: int | N
     import time
 
     from growmerge.report.findings import findings, findings_text
-    from growmerge.study.results import Results
+    from growmerge.ledger import Results
     from growmerge.study.runner import run_study
     from growmerge.study.spec import load_study
 
@@ -78,7 +78,7 @@ def study_results(run: Path = typer.Argument(..., help="run directory (runs/<nam
                   sql: Optional[str] = typer.Option(None, "--sql", help="a SELECT over models, checkpoints, scores, merges, train_log"),
                   csv: Optional[Path] = typer.Option(None, "--csv", help="write the query (or the scores table) as CSV")) -> None:
     """Query results.sqlite, or export it as CSV."""
-    from growmerge.study.results import Results
+    from growmerge.ledger import Results
 
     with Results(run / "results.sqlite", read_only=True) as results:
         if csv is not None:
@@ -94,7 +94,7 @@ def study_results(run: Path = typer.Argument(..., help="run directory (runs/<nam
 def report(run: Path = typer.Argument(..., help="run directory (runs/<name>)")) -> None:
     """Rebuild the HTML report of a run from its results.sqlite."""
     from growmerge.report import build_report
-    from growmerge.study.results import Results
+    from growmerge.ledger import Results
 
     with Results(run / "results.sqlite", must_exist=True) as results:
         print(f"report: {build_report(run, results)}")

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from growmerge.config import Strict, load_yaml
 from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
+from growmerge.evaluate.tasks import TASKS, get_task
+from growmerge.names import PHASES, SCALES
+from growmerge.train.spec import TrainSpec
 
-PHASES = ("seed_code", "seed_mixed", "base", "adapt", "multi")
-SCALES = ("1x", "1x_cloned", "2x")
+Scale = Literal["1x", "1x_cloned", "2x"]  # = names.SCALES (a Literal must be spelled out)
 MERGE_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "multislerp", "dare_linear", "slerp")
 
 
@@ -33,7 +33,7 @@ class ModelSpec(Strict):
 
 class MergeStudySpec(Strict):
     methods: list[str] = Field(default_factory=lambda: ["linear", "task_arithmetic", "ties", "dare_ties", "multislerp"])
-    scales: list[Literal["1x", "1x_cloned", "2x"]] = Field(default_factory=lambda: list(SCALES))
+    scales: list[Scale] = Field(default_factory=lambda: list(SCALES))
     sizes: list[int] | None = None  # subset sizes; default every size from 2 to all languages
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     parameters: dict = Field(default_factory=lambda: {"density": 0.5, "normalize": True, "int8_mask": True})
@@ -54,20 +54,29 @@ class OffTheShelf(Strict):
 
 
 class EvalStudySpec(Strict):
-    ip: bool = True
-    la: bool = True
-    fk: bool = True
-    max_ip_pairs: int = Field(200, ge=1)  # parallel pairs per language (first N, fixed)
-    la_pairs: int = Field(300, ge=1)  # generated minimal pairs per language
-    fk_pairs: int = Field(300, ge=1)  # factual pairs per language (seeded sample)
-    fk_source: str = "cldr"  # "cldr" (offline facts via babel) or an mParaRel directory
-    ip_files: dict[str, Path] = Field(default_factory=dict)  # lang -> parallel JSONL instead of the data stage's
-    extra_la: dict[str, list[Path]] = Field(default_factory=dict)  # lang -> more LA files (BLiMP, MultiBLiMP…)
-    extra_fk: dict[str, list[Path]] = Field(default_factory=dict)
+    # eval.tasks.<name>: that task's options (evaluate/tasks/); a task left out is not run.
+    # Stored as the task's validated options dumped to JSON, so a stage carrying it round-trips.
+    tasks: dict[str, dict] = Field(default_factory=lambda: {name: {} for name in TASKS})
     merge_max_pairs: int | None = Field(None, ge=1)  # fewer pairs per dataset for each of the many merges
     checkpoints: Literal["matched", "none"] = "matched"  # evaluate the compute-matched checkpoints
     merges_on_english: bool = False  # also score every merge on English (forgetting of merges)
     off_the_shelf: list[OffTheShelf] = Field(default_factory=lambda: [OffTheShelf()])
+
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_options(cls, tasks):
+        out = {}
+        for name, opts in tasks.items():
+            try:
+                out[name] = get_task(name).Options.model_validate(opts or {}).model_dump(mode="json")
+            except GrowmergeError as exc:
+                raise ValueError(str(exc)) from None
+        return out
+
+    def options(self, task: str):
+        """The typed options of one task of this study."""
+        return get_task(task).Options.model_validate(self.tasks[task])
 
 
 class StudyConfig(Strict):
@@ -79,7 +88,7 @@ class StudyConfig(Strict):
     train: dict = Field(default_factory=dict)  # TrainSpec fields shared by every phase
     phases: dict[str, dict] = Field(default_factory=dict)  # per-phase TrainSpec overrides
     multilingual: bool = True  # also train the joint multilingual baselines
-    setups: list[Literal["1x", "1x_cloned", "2x"]] = Field(default_factory=lambda: list(SCALES))
+    scales: list[Scale] = Field(default_factory=lambda: list(SCALES))  # the adaptation arms to run
     merge: MergeStudySpec = MergeStudySpec()
     eval: EvalStudySpec = EvalStudySpec()
     jobs: int = Field(1, ge=1)  # stages run side by side in this many worker processes
@@ -91,19 +100,20 @@ class StudyConfig(Strict):
     def _phase_names(cls, phases):
         return known_names(phases, PHASES, "phase")
 
+    _specs: dict = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="after")
     def _train_specs_valid(self):
-        for phase in PHASES:
-            self.train_spec(phase)  # raises with the phase named
+        # Each phase's TrainSpec is validated here, once; the plan and the stages carry the result.
+        self._specs = {phase: self._phase_spec(phase) for phase in PHASES}  # raises with the phase named
         if self.merge.sizes and max(self.merge.sizes) > len(self.data.languages):
             raise ValueError(f"merge.sizes {self.merge.sizes} exceeds the {len(self.data.languages)} languages")
         return self
 
-    def train_spec(self, phase: str):
-        from pydantic import ValidationError
+    def train_spec(self, phase: str) -> TrainSpec:
+        return self._specs[phase]
 
-        from growmerge.train.spec import TrainSpec
-
+    def _phase_spec(self, phase: str) -> TrainSpec:
         fields = {**self.train, **self.phases.get(phase, {}), "seed": self.seed}
         if self.threads:
             fields.setdefault("threads", self.threads)
@@ -117,9 +127,6 @@ class StudyConfig(Strict):
     @property
     def root(self) -> Path:
         return self.run_dir or Path("runs") / self.name
-
-    def fingerprint(self, part) -> str:
-        return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def load_study(path: str | Path) -> StudyConfig:

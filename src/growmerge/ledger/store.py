@@ -19,15 +19,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from growmerge.errors import GrowmergeError
+from growmerge.evaluate.tasks import TASKS
+from growmerge.names import GROUPS, MODEL_KINDS, SCALES
 
 FILE_NAME = "results.sqlite"
-KINDS = ("seed", "base", "adapt", "clone", "merge", "reference")
-SCALES = ("1x", "1x_cloned", "2x")
-RUN_SETUPS = ("1x", "1x_cloned", "2x")
-MULTI_SETUPS = ("1x_multi", "1x_cloned_multi", "2x_multi")
-SETUPS = RUN_SETUPS + MULTI_SETUPS + ("base_1x", "base_2x", "seed", "smollm2")
-TASKS = ("ip", "la", "fk")
-ENGLISH = "en"
 FINAL_STEP = -1  # the step under which the final model's scores are stored
 
 SCHEMA = """
@@ -113,8 +108,8 @@ class Results:
                   languages: Iterable[str] | str | None = None, path: str | Path | None = None,
                   parent: str | None = None, tokens: int | None = None,
                   flops_cumulative: float | None = None, params: int | None = None) -> None:
-        _choice(kind, KINDS, "model kind", optional=False)
-        _choice(setup, SETUPS, "setup")
+        _choice(kind, MODEL_KINDS, "model kind", optional=False)
+        _choice(setup, GROUPS, "setup")
         _choice(scale, SCALES, "scale")
         self._write(
             "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -134,7 +129,7 @@ class Results:
             missing = [k for k in SCORE_KEYS if k not in row]
             if missing:
                 raise GrowmergeError(f"score row {row!r} lacks {', '.join(missing)}")
-            _choice(row["task"], TASKS, "task", optional=False)
+            _choice(row["task"], TASKS, "task", optional=False)  # the registry, read now: tasks may be added
             tuples.append(tuple(row[k] for k in SCORE_KEYS))
         self._write("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?)", tuples)
         return len(tuples)
@@ -216,9 +211,6 @@ class Results:
 # ---------------------------------------------------------------------------------------------
 # Headline scores: one number (with its standard error) per model, step, language and task
 # ---------------------------------------------------------------------------------------------
-HEADLINE_METRIC = {"la": "accuracy", "fk": "accuracy", "ip": "ip"}
-
-
 @dataclass(frozen=True)
 class Cell:
     """A task score averaged over its datasets, with the standard error used to judge noise."""
@@ -245,7 +237,7 @@ def dataset_se(task: str, value: float, n: int | None, std: float | None) -> flo
     """Binomial SE sqrt(p(1-p)/n) for accuracies; std/sqrt(n) for IP when its spread was recorded."""
     if not n:
         return 0.0
-    if HEADLINE_METRIC[task] == "accuracy":
+    if TASKS[task].headline == "accuracy":
         p = min(max(value, 0.0), 1.0)
         return math.sqrt(p * (1 - p) / n)
     return (std or 0.0) / math.sqrt(n)
@@ -259,7 +251,7 @@ def headline_cells(results: Results) -> dict[tuple[str, int, str, str], Cell]:
     per_dataset: dict[tuple, list[Cell]] = {}
     for r in rows:
         task = r["task"]
-        if task not in HEADLINE_METRIC or r["metric"] != HEADLINE_METRIC[task]:
+        if task not in TASKS or r["metric"] != TASKS[task].headline:
             continue
         if r["value"] is None or not math.isfinite(r["value"]):  # a failed evaluation is missing data
             continue
@@ -308,7 +300,7 @@ def record_model_dir(results: Results, name: str, model_dir: str | Path, *, kind
     meta = _read_meta(model_dir)
     flops = float(meta.get("flops", {}).get("cumulative", 0.0))
     kind = kind or meta.get("kind")
-    if kind not in KINDS:
+    if kind not in MODEL_KINDS:
         kind = "reference" if kind == "external" else kind
     parents = meta.get("parents") or []
     results.add_model(name, kind, setup=setup if setup is not None else meta.get("setup"),

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Iterable
 
-from growmerge.study.results import ENGLISH, FINAL_STEP, RUN_SETUPS, Cell, Results, headline_cells
+from growmerge.ledger.store import FINAL_STEP, Cell, Results, headline_cells
+from growmerge.names import ENGLISH, MULTI_SCALES, SCALES
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Excluded:
 
 
 def _setup_order(setup: str) -> int:
-    order = RUN_SETUPS + tuple(f"{s}_multi" for s in RUN_SETUPS)
+    order = SCALES + MULTI_SCALES
     return order.index(setup) if setup in order else len(order)
 
 
@@ -125,7 +126,7 @@ def match(cheaper: Run, costlier: Run) -> MatchedPair | Excluded:
                        costlier.setup, costlier.model, best.step, best.flops, 100 * (best.flops - cost) / cost)
 
 
-def compute_matched_pairs(results: Results, setups: Iterable[str] = RUN_SETUPS,
+def compute_matched_pairs(results: Results, setups: Iterable[str] = SCALES,
                           languages: Iterable[str] | None = None) -> tuple[list[MatchedPair], list[Excluded]]:
     """Every pair of setups × language: matched checkpoints, and the pairs excluded with a reason."""
     setups = tuple(setups)

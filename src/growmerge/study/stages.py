@@ -1,0 +1,388 @@
+"""The stages of a study, one class per kind, each with typed inputs and a ``run(ctx)``.
+
+A stage's fields are everything that determines what it produces: the plan fills them from the
+study YAML (validated once, in ``study.spec``), the fingerprint hashes them with the fingerprints
+of the stage's parents, and a stage serialises to JSON and back losslessly so that an executor can
+run it in another process or on another machine (``growmerge study stage RUN STAGE.json``).
+
+What a stage may read at run time beyond its fields is the :class:`Context`: the run directory,
+the results ledger, the data spec (to rebuild the training mixtures from the packed shards) and
+how to execute (processes per node, device).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Callable, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from growmerge.artifacts import write_json_atomic
+from growmerge.data.spec import DataSpec
+from growmerge.errors import GrowmergeError
+from growmerge.ledger import FINAL_STEP, Results
+from growmerge.names import ENGLISH
+from growmerge.train.spec import TrainSpec
+
+
+@dataclass
+class Context:
+    """Where and how stages run: shared by every stage of a run, never part of a fingerprint."""
+
+    root: Path
+    data: DataSpec
+    results: Results
+    nproc: int = 1  # >1: training under torchrun with this many processes per node
+    say: Callable[[str], None] = print
+    interactive: bool = False  # training progress bars (one stage at a time on a tty)
+    _mixtures: dict | None = field(default=None, repr=False)
+
+    def model_dir(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    @property
+    def mixtures(self) -> dict:
+        if self._mixtures is None:
+            from growmerge.data.mixture import build_mixtures
+
+            self._mixtures = build_mixtures(self.root, self.data)
+        return self._mixtures
+
+    def eval_file(self, task: str, lang: str) -> Path:
+        return self.root / "eval" / task / f"{lang}.jsonl"
+
+    def model_path(self, name: str) -> Path:
+        """Where a recorded model lives (an off-the-shelf reference may live outside the run)."""
+        return Path(self.results.models(name=name)[0]["path"])
+
+
+class Stage(BaseModel):
+    """Fields shared by every stage kind; subclasses add their inputs and ``run``."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    kind: str  # each kind narrows this to a Literal: the JSON discriminator
+    id: str
+    deps: list[str] = Field(default_factory=list)
+    fingerprint: str = ""  # set by the plan from the fields and the parents' fingerprints
+
+    @property
+    def model(self) -> str | None:
+        """The model this stage produces or evaluates, if any."""
+        return None
+
+    def identity(self) -> dict:
+        return self.model_dump(mode="json", exclude={"fingerprint"})
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    def run(self, ctx: Context) -> None:
+        raise NotImplementedError
+
+
+class DataStage(Stage):
+    kind: Literal["data"] = "data"
+    data: DataSpec
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.data.prepare import prepare_data
+
+        prepare_data(self.data, ctx.root, log=ctx.say)
+
+
+class PairsStage(Stage):
+    """Fixed evaluation sets for every model, one file per task and language under eval/."""
+
+    kind: Literal["pairs"] = "pairs"
+    languages: list[str]
+    tasks: dict[str, dict]
+    seed: int
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.evaluate.tasks import PrepareEnv, get_task
+
+        env = PrepareEnv(ctx.root, self.seed, ctx.say)
+        for lang in self.languages:
+            for name, opts in self.tasks.items():
+                task = get_task(name)
+                task.prepare(task.Options.model_validate(opts), lang, env)
+
+
+class ReferenceStage(Stage):
+    """An off-the-shelf model evaluated as the paper's massively multilingual reference point."""
+
+    kind: Literal["reference"] = "reference"
+    source: str  # "smollm2" (converted from the PyPI package), a GGUF file, or an HF dir / hub id
+
+    @property
+    def model(self) -> str:
+        return self.id
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.convert import convert_gguf, smollm2_gguf
+        from growmerge.ledger import record_model_dir
+        from growmerge.names import REFERENCE
+
+        out = ctx.model_dir(self.id)
+        if self.source == "smollm2":
+            convert_gguf(smollm2_gguf(), out, force=True)
+        elif self.source.endswith(".gguf"):
+            convert_gguf(self.source, out, force=True)
+        else:
+            out = Path(self.source)  # an HF dir or hub id is evaluated where it is
+        record_model_dir(ctx.results, self.id, out, kind="reference",
+                         setup=REFERENCE if self.source == "smollm2" else None)
+
+
+class TrainStage(Stage):
+    kind: Literal["train"] = "train"
+    init: str  # a stage id (its model directory) or a preset / HF dir / hub id
+    mixture: str  # a mixture name of data.mixture.build_mixtures
+    phase: str
+    role: Literal["seed", "base", "adapt"]  # the model's kind in the ledger
+    group: str  # the ledger's row label: a scale, "<scale>_multi", "base_1x", "seed", …
+    scale: Optional[str] = None
+    languages: list[str]
+    spec: TrainSpec
+
+    @property
+    def model(self) -> str:
+        return self.id
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.ledger import record_model_dir
+
+        init = str(ctx.model_dir(self.init)) if ctx.model_dir(self.init).is_dir() else self.init
+        mixture = ctx.mixtures[self.mixture]
+        meta = {"kind": self.role, "setup": self.group, "languages": self.languages, "scale": self.scale,
+                "study": ctx.root.name, "stage": self.id}
+        out = ctx.model_dir(self.id)
+        if ctx.nproc > 1:
+            self._run_torchrun(ctx, init, mixture, meta, out)
+        else:
+            from growmerge.train.loop import train
+
+            train(init, mixture, self.spec, out, tokenizer_dir=ctx.root / "tokenizer", meta=meta, resume=True,
+                  force=False, progress=ctx.interactive)
+        record_model_dir(ctx.results, self.id, out, kind=self.role, setup=self.group, scale=self.scale,
+                         parent=self.init)
+
+    def _run_torchrun(self, ctx: Context, init: str, mixture, meta: dict, out: Path) -> None:
+        """The same training entry point under torchrun (DDP; FSDP2 when the spec says fsdp)."""
+        import subprocess
+        import sys
+
+        import yaml
+
+        job = ctx.root / "jobs" / f"{self.id}.yaml"
+        job.parent.mkdir(parents=True, exist_ok=True)
+        body = {**self.spec.model_dump(mode="json"), "init": str(Path(init).resolve()) if Path(init).is_dir() else init,
+                "mixture": [{"shard": str(Path(i.shard).resolve()), "epochs": i.epochs, "name": i.name}
+                            for i in mixture.items],
+                "out": str(out.resolve()), "tokenizer": str((ctx.root / "tokenizer").resolve()), "meta": meta}
+        job.write_text(yaml.safe_dump(body, sort_keys=False))
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={ctx.nproc}",
+               "-m", "growmerge.cli", "train", str(job), "--resume"]
+        if subprocess.run(cmd).returncode != 0:
+            raise GrowmergeError(f"training stage {self.id} failed under torchrun (see the output above)")
+
+
+class CloneStage(Stage):
+    kind: Literal["clone"] = "clone"
+    src: str
+    factor: int
+    snr_db: Optional[float] = None
+    seed: int = 0
+    scale: Optional[str] = None
+
+    @property
+    def model(self) -> str:
+        return self.id
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.grow.hyperclone import clone_dir
+        from growmerge.ledger import record_model_dir
+
+        out = clone_dir(ctx.model_dir(self.src), ctx.model_dir(self.id), self.factor, snr_db=self.snr_db,
+                        seed=self.seed, force=True)
+        record_model_dir(ctx.results, self.id, out, kind="clone", scale=self.scale, parent=self.src)
+
+
+class MergeStage(Stage):
+    """Every subset of a scale's per-language models × every method (merge-grid)."""
+
+    kind: Literal["merge"] = "merge"
+    scale: str
+    base: str
+    models: dict[str, str]  # language -> stage id of its adapted model
+    methods: list[str]
+    sizes: Optional[list[int]] = None
+    dtype: str
+    parameters: dict
+    compat: bool = False
+    seed: int = 0
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.merge.grid import merge_grid
+
+        models = {lang: ctx.model_dir(m) for lang, m in self.models.items()}
+        outputs = merge_grid(models, ctx.model_dir(self.base), self.methods, self.sizes,
+                             ctx.root / "merges" / self.scale, {**self.parameters, "dtype": self.dtype},
+                             compat=self.compat)
+        for out in outputs:
+            method, langs = out.parent.name, out.name.split("+")
+            ctx.results.add_merge(merge_name(self.scale, method, langs), method, self.scale, langs, out)
+
+
+def merge_name(scale: str, method: str, langs: list[str]) -> str:
+    return f"merge/{scale}/{method}/{'+'.join(sorted(langs))}"
+
+
+class Scoring(Stage):
+    """What every evaluating stage shares: the tasks, the fixed reference, the seed."""
+
+    tasks: dict[str, dict]
+    reference: str
+    seed: int = 0
+
+    def evaluate(self, ctx: Context, name: str, path: Path, langs: list[str], step: int = FINAL_STEP,
+                 max_pairs: int | None = None, scorer=None):
+        """Score one model (or checkpoint) on each language; cells already in the ledger are skipped.
+        Returns the scorer so the caller can reuse the loaded model for its next call."""
+        from growmerge.evaluate.run import score_model
+        from growmerge.evaluate.scorer import Scorer
+        from growmerge.evaluate.tasks import PrepareEnv, ScoreEnv, get_task
+
+        todo = [lang for lang in langs if not any(ctx.results.has_scores(name, step, lang, t) for t in self.tasks)]
+        if not todo:
+            return scorer
+        scorer = scorer or Scorer.from_dir(path)
+        env = PrepareEnv(ctx.root, self.seed, ctx.say)
+        score_env = ScoreEnv(reference=ctx.model_dir(self.reference), cache_dir=ctx.root / "cache", seed=self.seed)
+        for lang in todo:
+            sets = {t: get_task(t).sets(get_task(t).Options.model_validate(opts), lang, env)
+                    for t, opts in self.tasks.items()}
+            sets = {t: [trim(ctx.root, f, max_pairs) for f in files] for t, files in sets.items() if files}
+            if not sets:
+                continue
+            rows = score_model(path, lang, sets, score_env, scorer=scorer)
+            ctx.results.add_scores([{**r, "model": name, "step": step} for r in rows])
+        return scorer
+
+
+def trim(root: Path, path: Path, max_pairs: int | None) -> Path:
+    """The first `max_pairs` rows of a set, as a file of its own (for the many merges and the
+    large off-the-shelf model); the set itself when there is no limit."""
+    if not max_pairs:
+        return path
+    from growmerge.evaluate.pairs import jsonl_rows
+    from growmerge.evaluate.perturb.sets import write_jsonl
+
+    small = root / "eval" / f"first-{max_pairs}" / path.parent.name / path.name
+    if not small.is_file():
+        if not path.is_file():
+            raise GrowmergeError(f"{path}: missing (the pairs stage writes it)")
+        write_jsonl([r for _, r in jsonl_rows(path)][:max_pairs], small)
+    return small
+
+
+class EvalStage(Scoring):
+    kind: Literal["eval"] = "eval"
+    target: str  # the model (stage id) scored
+    languages: list[str]
+    max_pairs: Optional[int] = None
+
+    @property
+    def model(self) -> str:
+        return self.target
+
+    def run(self, ctx: Context) -> None:
+        self.evaluate(ctx, self.target, ctx.model_path(self.target), self.languages, max_pairs=self.max_pairs)
+
+
+class EvalMergesStage(Scoring):
+    kind: Literal["eval_merges"] = "eval_merges"
+    scale: str
+    english: bool = False  # also score every merge on English (forgetting of merges)
+    max_pairs: Optional[int] = None
+
+    def run(self, ctx: Context) -> None:
+        for m in ctx.results.merges():
+            if m["scale"] != self.scale:
+                continue
+            langs = json.loads(m["languages"]) if isinstance(m["languages"], str) else m["languages"]
+            self.evaluate(ctx, m["name"], Path(m["path"]), [*langs, *([ENGLISH] if self.english else [])],
+                          max_pairs=self.max_pairs)
+
+
+class MatchedStage(Scoring):
+    """Score the intermediate checkpoints that the compute-matched comparison needs (only those)."""
+
+    kind: Literal["matched"] = "matched"
+    scales: list[str]
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.ledger.matching import compute_matched_pairs
+
+        pairs, excluded = compute_matched_pairs(ctx.results, self.scales)
+        for x in excluded:
+            ctx.say(f"compute-matched: excluded {x.lang} {x.setup_a} vs {x.setup_b}: {x.reason}")
+        for pair in pairs:
+            ckpts = {c["step"]: c for c in ctx.results.checkpoints(pair.costlier_model)}
+            final = max(ckpts) if ckpts else None
+            if pair.costlier_step in (final, FINAL_STEP) or pair.costlier_step not in ckpts:
+                continue  # the final model is scored by its own eval stage
+            self.evaluate(ctx, pair.costlier_model, Path(ckpts[pair.costlier_step]["path"]), [pair.lang, ENGLISH],
+                          step=pair.costlier_step)
+
+
+class VectorsStage(Stage):
+    """Cosine similarity of the language vectors of a scale (beyond the paper)."""
+
+    kind: Literal["vectors"] = "vectors"
+    scale: str
+    base: str
+    models: dict[str, str]
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.merge.vectors import vector_similarity, write_heatmap
+
+        result = vector_similarity(ctx.model_dir(self.base), {lang: ctx.model_dir(m) for lang, m in self.models.items()})
+        out = ctx.root / "analysis"
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / f"vectors_{self.scale}.json", result)
+        write_heatmap(result, out / f"vectors_{self.scale}.png")
+
+
+class ReportStage(Stage):
+    kind: Literal["report"] = "report"
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.report import build_report
+
+        ctx.say(f"report: {build_report(ctx.root, ctx.results)}")
+
+
+STAGE_KINDS: tuple[type[Stage], ...] = (DataStage, PairsStage, ReferenceStage, TrainStage, CloneStage, MergeStage,
+                                        EvalStage, EvalMergesStage, MatchedStage, VectorsStage, ReportStage)
+AnyStage = Annotated[Union[STAGE_KINDS], Field(discriminator="kind")]  # type: ignore[valid-type]
+_ADAPTER = TypeAdapter(AnyStage)
+
+
+def stage_from_json(text: str | bytes) -> Stage:
+    try:
+        return _ADAPTER.validate_json(text)
+    except ValidationError as exc:
+        from growmerge.config import validation_message
+
+        raise GrowmergeError(validation_message(exc, "stage")) from None
+
+
+def fingerprint(stage: Stage, parents: list[str]) -> str:
+    """Hash of a stage's own inputs and its parents' fingerprints: change a setting and exactly the
+    stages downstream of it are redone."""
+    blob = json.dumps({"stage": stage.identity(), "deps": parents}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
