@@ -5,12 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 
 from growmerge.errors import GrowmergeError
 
 analyze_app = typer.Typer(help="Analyse models (beyond the paper).", no_args_is_help=True)
 
-METHOD_HELP = "linear, task_arithmetic, ties, dare_ties, dare_linear, slerp, multislerp"
+DEVICE_HELP = "where the default mode computes: auto (CUDA when available), cpu, cuda, cuda:N (compat: always cpu)"
+
+
+class RegistryHelp(TyperCommand):
+    """Fills {methods} and {params} in the help from the merge-method registry when the help is
+    shown: reading the registry imports torch, which no other command should pay for."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from growmerge.merge.registry import METHODS, parameter_names
+
+        methods = "; ".join(f"{m.name} ({', '.join(p.name for p in m.params) or 'no parameters'})"
+                            for m in METHODS.values())
+        for p in self.params:
+            if p.help:
+                p.help = p.help.replace("{methods}", methods).replace("{params}", ", ".join(parameter_names()))
+        super().format_help(ctx, formatter)
 
 
 def parse_models(pairs: list[str]) -> dict[str, Path]:
@@ -26,13 +42,28 @@ def parse_models(pairs: list[str]) -> dict[str, Path]:
     return models
 
 
+def parse_params(pairs: list[str]) -> dict:
+    """`name=value` arguments -> {name: value typed as the registry declares the parameter}."""
+    from growmerge.merge.registry import find_param
+
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise GrowmergeError(f"--param {pair!r}: expected name=value (e.g. density=0.3)")
+        params[name.strip()] = find_param(name.strip()).parse(value)
+    return params
+
+
 def merge_cmd(
-    config: Path = typer.Argument(..., help="mergekit YAML (merge_method, base_model, models, parameters, dtype)"),
+    config: Path = typer.Argument(..., help="mergekit YAML (merge_method, base_model, models, parameters, dtype); "
+                                             "methods (parameters): {methods}"),
     out: Path = typer.Argument(..., help="output model directory"),
     mergekit_compat: bool = typer.Option(False, "--mergekit-compat",
                                          help="reproduce mergekit 0.1.5 bit for bit (slower)"),
     seed: int = typer.Option(None, "--seed", help="DARE seed (as mergekit's --random-seed); overrides `seed:`"),
     force: bool = typer.Option(False, "--force", help="replace an existing output directory"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Merge models as described by a mergekit YAML."""
     import time
@@ -44,7 +75,7 @@ def merge_cmd(
     if seed is not None:
         spec.seed = seed
     t = time.time()
-    merge(spec, out, compat=mergekit_compat, force=force)
+    merge(spec, out, compat=mergekit_compat, force=force, device=device)
     typer.echo(f"merged {len(spec.models)} models ({spec.merge_method}) into {out} in {time.time() - t:.1f} s",
                err=True)
 
@@ -54,13 +85,16 @@ def merge_grid_cmd(
     out_root: Path = typer.Option(..., "--out", help="outputs go to OUT/<method>/<lang+lang+...>/"),
     base: Path = typer.Option(None, "--base", help="base model (task vectors are taken from it)"),
     methods: str = typer.Option("linear,task_arithmetic,ties,dare_ties,multislerp", "--methods",
-                                help=f"comma-separated: {METHOD_HELP}"),
+                                help="comma-separated, of: {methods}"),
     sizes: str = typer.Option("", "--sizes", help="subset sizes, e.g. 2,3 (default: 2 .. all)"),
     dtype: str = typer.Option("float16", "--dtype"),
     density: float = typer.Option(0.5, "--density"),
     normalize: bool = typer.Option(True, "--normalize/--no-normalize"),
     seed: int = typer.Option(0, "--seed"),
     mergekit_compat: bool = typer.Option(False, "--mergekit-compat"),
+    param: list[str] = typer.Option([], "--param", help="name=value, repeatable, for every method that takes "
+                                    "it (overrides the options above); one of: {params}"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Merge every language subset with every method in one pass (existing outputs are skipped)."""
     from rich.progress import Progress
@@ -72,14 +106,14 @@ def merge_grid_cmd(
     except ValueError:
         raise GrowmergeError(f"--sizes {sizes!r}: expected comma-separated integers like 2,3") from None
     params = {"dtype": dtype, "density": density, "normalize": normalize, "int8_mask": True, "seed": seed,
-              "weight": 1.0}
+              "weight": 1.0, **parse_params(param)}
     with Progress(transient=True) as bar:
         def progress(total: int):
             task = bar.add_task("merging tensors", total=total)
             return lambda: bar.advance(task)
 
         outs = merge_grid(parse_models(models), base, [m.strip() for m in methods.split(",") if m.strip()],
-                          size_list, out_root, params, compat=mergekit_compat, progress=progress)
+                          size_list, out_root, params, compat=mergekit_compat, progress=progress, device=device)
     typer.echo(f"{len(outs)} merges under {out_root}", err=True)
 
 
@@ -120,6 +154,6 @@ def vectors_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("merge")(merge_cmd)
-    app.command("merge-grid")(merge_grid_cmd)
+    app.command("merge", cls=RegistryHelp)(merge_cmd)
+    app.command("merge-grid", cls=RegistryHelp)(merge_grid_cmd)
     app.add_typer(analyze_app, name="analyze")

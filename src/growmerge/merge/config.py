@@ -13,8 +13,10 @@ A paper config looks like::
     dtype: float16
 
 Only scalar parameters are supported (no gradients, no per-tensor filters, no slices): those are
-errors here, never silently ignored. Parameters that mergekit accepts but that do nothing for the
-chosen method (``density`` on task_arithmetic, ``normalize`` on multislerp, ...) are warnings.
+errors here, never silently ignored. Which parameters a method takes, their types and ranges come
+from its declaration in ``merge.registry``: a name no method declares is an error; one that does
+nothing for the chosen method (``density`` on task_arithmetic, ``normalize`` on multislerp, ...)
+is a warning, as mergekit ignores it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from pathlib import Path
 from pydantic import field_validator
 
 from growmerge.config import Strict, load_yaml, parse
-from growmerge.errors import GrowmergeError
 
 # The dtypes mergekit 0.1.5 knows by name (mergekit.common.dtype_from_name), minus int64.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -76,14 +77,9 @@ class MergeSpec(Strict):
 
     def check(self) -> list[str]:
         """Raise GrowmergeError on a config that cannot run; return warnings for ignored parameters."""
-        from growmerge.merge.methods import METHODS
+        from growmerge.merge.registry import get_method
 
-        method = METHODS.get(self.merge_method)
-        if method is None:
-            raise GrowmergeError(
-                f"unknown merge_method {self.merge_method!r}; use one of {', '.join(METHODS)}"
-            )
-        return method.check(self)
+        return get_method(self.merge_method).check(self)
 
 
 def parse_spec(data: dict, source: str = "<merge spec>") -> MergeSpec:

@@ -19,7 +19,7 @@ import torch
 from growmerge.artifacts import atomic_dir, copy_tokenizer_files, ensure_free, read_meta, write_meta
 from growmerge.merge.config import MergeSpec
 from growmerge.merge.fast import release_scratch
-from growmerge.merge.methods import METHODS, Ctx, Method, Params
+from growmerge.merge.registry import Ctx, Method, Params, get_method
 from growmerge.merge.tensorio import ModelTensors, ShardWriter, TensorInfo, merged_layout
 
 DTYPE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
@@ -78,7 +78,7 @@ class MergeJob:
 
 
 def job_for(spec: MergeSpec, compat: bool, models: list[int], base: int | None) -> MergeJob:
-    method = METHODS[spec.merge_method]
+    method = get_method(spec.merge_method)
     seed = spec.seed if spec.seed is not None else 0
     out = spec.out_dtype or spec.dtype
     rounded, compute = load_dtype(spec, compat)
@@ -176,12 +176,29 @@ class BackgroundWriter:
         self._check()
 
 
-def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, rounded, progress=None) -> None:
+def compute_device(spec: str, compat: bool) -> torch.device | None:
+    """Where the default mode computes; None is the CPU path as it always was. compat stays on the
+    CPU: mergekit's bits (its argsort, its bernoulli draws) are the CPU's."""
+    if compat or spec == "cpu":
+        return None
+    from growmerge.device import pick_device  # only needed off the CPU
+
+    device = pick_device(spec)
+    return None if device.type == "cpu" else device
+
+
+def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, rounded, progress=None,
+             device: str = "cpu") -> None:
     """Stream every tensor name once through all jobs: each input tensor is read once.
 
     Inputs are zero-copy views of the files (released after each name) and default-mode results go
     into reused output buffers: fresh full-size tensors would pay page faults on every tensor.
-    `progress(total)` may return a callback that is called after each tensor name."""
+    `progress(total)` may return a callback that is called after each tensor name. `device`
+    (auto, cpu, cuda, cuda:N): where the default mode computes, chunk by chunk; results are
+    always written from the CPU."""
+    dev = compute_device(device, compat)
+    for job in jobs:
+        job.ctx.device = dev
     layout = merged_layout(readers)
     tick = progress(len(layout)) if progress else None
     for job in jobs:
@@ -219,8 +236,8 @@ def finish_dir(tmp: Path, donor: ModelTensors, out_dtype: str | None, meta: dict
 
 
 def merge(spec: MergeSpec, out: Path, compat: bool = False, force: bool = False,
-          meta: dict | None = None) -> Path:
-    """Merge per `spec` into the HF directory `out` (atomic); returns `out`."""
+          meta: dict | None = None, device: str = "cpu") -> Path:
+    """Merge per `spec` into the HF directory `out` (atomic); returns `out`. `device`: see run_jobs."""
     warnings = spec.check()
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -230,6 +247,6 @@ def merge(spec: MergeSpec, out: Path, compat: bool = False, force: bool = False,
     job = job_for(spec, compat, list(range(first_model, len(readers))), base)
     with atomic_dir(out, force=force) as tmp:
         job.out = tmp
-        run_jobs(readers, [job], compat, job.ctx.rounded)
+        run_jobs(readers, [job], compat, job.ctx.rounded, device=device)
         finish_dir(tmp, readers[0], spec.out_dtype or spec.dtype, merge_meta(spec, compat, warnings, meta))
     return out

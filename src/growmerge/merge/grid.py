@@ -16,7 +16,7 @@ from growmerge.artifacts import atomic_dir
 from growmerge.errors import GrowmergeError
 from growmerge.merge.config import MergeSpec, parse_spec
 from growmerge.merge.engine import finish_dir, job_for, merge_meta, run_jobs
-from growmerge.merge.methods import METHODS
+from growmerge.merge.registry import REQUIRED, get_method, parameter_names
 from growmerge.merge.tensorio import ModelTensors
 
 SPEC_KEYS = ("dtype", "out_dtype", "seed")
@@ -37,11 +37,14 @@ def subsets(langs: list[str], sizes: list[int] | None) -> list[tuple[str, ...]]:
 
 
 def grid_spec(method: str, paths: list[Path], base: Path | None, params: dict) -> dict:
-    """A mergekit-style spec for one cell: equal weights, shared parameters the method knows."""
-    m = METHODS[method]
-    per_model = {k: params.get(k, 1.0) for k in ("weight", "density")
-                 if k in m.per_model and (k == "weight" or m.uses_density)}
-    shared = {k: v for k, v in params.items() if k in m.shared and k not in m.inert}
+    """A mergekit-style spec for one cell: equal weights unless given, and the parameters that
+    change this method's numbers (others in `params` are meant for other methods of the grid)."""
+    m = get_method(method)
+    params = {"weight": 1.0, **params}
+    per_model = {p.name: params.get(p.name, p.default) for p in m.effective(per_model=True)}
+    per_model = {k: v for k, v in per_model.items() if v is not REQUIRED}  # check() names what is missing
+    shared_names = {p.name for p in m.effective(per_model=False)}
+    shared = {k: v for k, v in params.items() if k in shared_names}
     spec = {"merge_method": method, "models": [{"model": str(p), "parameters": per_model} for p in paths],
             "parameters": shared, **{k: params[k] for k in SPEC_KEYS if params.get(k) is not None}}
     if base is not None and m.base != "forbidden":
@@ -51,19 +54,19 @@ def grid_spec(method: str, paths: list[Path], base: Path | None, params: dict) -
 
 def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], sizes: list[int] | None,
                out_root: Path, params: dict, compat: bool = False,
-               progress: Callable[[int], Callable[[], None]] | None = None) -> list[Path]:
+               progress: Callable[[int], Callable[[], None]] | None = None, device: str = "cpu") -> list[Path]:
     """Merge every subset with every method into out_root/<method>/<lang+lang+...>/.
 
     Outputs that already exist are skipped. Returns all output directories (skipped ones too).
-    `progress(total)` may return a callback called once per tensor name.
+    `progress(total)` may return a callback called once per tensor name. `device`: where the
+    default mode computes (auto, cpu, cuda, cuda:N).
     """
-    unknown = [m for m in methods if m not in METHODS]
+    for method in methods:
+        get_method(method)
+    allowed = [*parameter_names(), *SPEC_KEYS]
+    unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise GrowmergeError(f"unknown method {unknown[0]!r}; use one of {', '.join(METHODS)}")
-    unknown = sorted(set(params) - {"weight", "density", "normalize", "int8_mask", "rescale", "lambda",
-                                    "normalize_weights", "eps", *SPEC_KEYS})
-    if unknown:
-        raise GrowmergeError(f"unknown merge-grid parameter {unknown[0]!r}")
+        raise GrowmergeError(f"unknown merge-grid parameter {unknown[0]!r}; use one of {', '.join(allowed)}")
     langs = sorted(models)
     order = ([base] if base else []) + [Path(models[lang]) for lang in langs]
     cells: list[tuple[MergeSpec, Path, list[int]]] = []
@@ -87,7 +90,7 @@ def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], s
             job = job_for(spec, compat, idx, 0 if uses_base else None)
             job.out = stack.enter_context(atomic_dir(out))
             jobs.append((job, spec))
-        run_jobs(readers, [j for j, _ in jobs], compat, jobs[0][0].ctx.rounded, progress)
+        run_jobs(readers, [j for j, _ in jobs], compat, jobs[0][0].ctx.rounded, progress, device)
         for job, spec in jobs:
             donor = readers[job.base if job.base is not None else job.models[0]]
             finish_dir(job.out, donor, spec.out_dtype or spec.dtype, merge_meta(spec, compat, [], None))
