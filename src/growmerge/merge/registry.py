@@ -134,9 +134,6 @@ class Method:
     validate: Callable[[Params, str], None] | None = None
     help: str = ""
 
-    def param(self, name: str) -> Param | None:
-        return next((p for p in self.params if p.name == name), None)
-
     def effective(self, per_model: bool) -> list[Param]:
         """The parameters that change the numbers, per-model or global ones."""
         return [p for p in self.params if p.per_model == per_model and not p.inert]
