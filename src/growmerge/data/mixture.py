@@ -67,16 +67,25 @@ def unimax(sizes_chars: dict[str, float], budget_chars: float, max_epochs: float
 
 
 def build_mixtures(run_dir: Path, spec) -> dict[str, Mixture]:
-    """The mixtures of every training stage, from a prepared run directory (data/manifest.json).
+    """The mixtures of every training stage, from a prepared run directory (data/manifest.json)."""
+    from growmerge.data.card import read_manifest
+
+    run_dir = Path(run_dir)
+    streams = read_manifest(run_dir)["streams"]
+    return {name: Mixture(items=[MixtureItem(shard=run_dir / streams[s]["train"]["shard"], epochs=e, name=n)
+                                 for s, e, n in items])
+            for name, items in mixture_recipe(spec, {s: v["train"] for s, v in streams.items()}).items()}
+
+
+def mixture_recipe(spec, stats: dict[str, dict]) -> dict[str, list[tuple[str, float, str]]]:
+    """(stream, epochs, name) of every mixture, from each stream's training-split ``documents`` and
+    ``characters`` (measured by the data stage, or assumed by a cost estimate).
 
     seed_code: code × seed_code_epochs; seed_mixed: code + the 80% English; base_en: the 20% English;
     adapt_<lang>: the language + English/code replay; multi: all languages (UniMax epochs) + replay.
     """
-    from growmerge.data.card import read_manifest
-    from growmerge.data.spec import CODE
+    from growmerge.names import CODE
 
-    run_dir = Path(run_dir)
-    streams = read_manifest(run_dir)["streams"]
     english = spec.english_streams()
     if len(english) != 2:
         raise GrowmergeError(f"the English stream must be split in two (seed, base), got {english}: "
@@ -85,26 +94,22 @@ def build_mixtures(run_dir: Path, spec) -> dict[str, Mixture]:
     code = spec.stream_of(CODE)
     targets = {lang: spec.stream_of(lang) for lang in spec.languages}
 
-    def item(stream: str, epochs: float, name: str | None = None) -> MixtureItem:
-        return MixtureItem(shard=run_dir / streams[stream]["train"]["shard"], epochs=epochs, name=name or stream)
-
-    def replay(fraction: float) -> list[MixtureItem]:
+    def replay(fraction: float) -> list[tuple[str, float, str]]:
         # "1% of the English": of all English, i.e. the same fraction of both English parts.
-        items = [item(s, spec.replay.english * fraction, f"{s}_replay") for s in (en_seed, en_base)]
-        items.append(item(code, spec.replay.code * fraction, "code_replay"))
-        return [i for i in items if i.epochs > 0]
+        items = [(s, spec.replay.english * fraction, f"{s}_replay") for s in (en_seed, en_base)]
+        items.append((code, spec.replay.code * fraction, "code_replay"))
+        return [i for i in items if i[1] > 0]
 
-    docs = {lang: streams[s]["train"]["documents"] for lang, s in targets.items()}
+    docs = {lang: stats[s]["documents"] for lang, s in targets.items()}
     fractions = replay_fractions(docs, spec.replay.reference)
-    mixtures = {
-        "seed_code": Mixture(items=[item(code, spec.seed_code_epochs)]),
-        "seed_mixed": Mixture(items=[item(code, 1.0), item(en_seed, 1.0)]),
-        "base_en": Mixture(items=[item(en_base, 1.0)]),
+    recipe = {
+        "seed_code": [(code, spec.seed_code_epochs, code)],
+        "seed_mixed": [(code, 1.0, code), (en_seed, 1.0, en_seed)],
+        "base_en": [(en_base, 1.0, en_base)],
     }
     for lang, s in targets.items():
-        mixtures[f"adapt_{lang}"] = Mixture(items=[item(s, 1.0, lang)] + replay(fractions[lang]))
-    chars = {lang: streams[s]["train"]["characters"] for lang, s in targets.items()}
+        recipe[f"adapt_{lang}"] = [(s, 1.0, lang)] + replay(fractions[lang])
+    chars = {lang: stats[s]["characters"] for lang, s in targets.items()}
     epochs = unimax(chars, spec.unimax.budget_chars or sum(chars.values()), spec.unimax.max_epochs)
-    mixtures["multi"] = Mixture(items=[item(s, epochs[lang], lang) for lang, s in targets.items()]
-                                + replay(sum(fractions.values())))
-    return mixtures
+    recipe["multi"] = [(s, epochs[lang], lang) for lang, s in targets.items()] + replay(sum(fractions.values()))
+    return recipe

@@ -16,8 +16,7 @@ from pydantic import Field, model_validator
 
 from growmerge.config import Strict, parse, read_yaml
 from growmerge.errors import GrowmergeError
-
-CODE, ENGLISH = "code", "en"
+from growmerge.names import CODE, ENGLISH
 
 
 class LibreOfficeHelp(Strict):

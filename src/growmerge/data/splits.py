@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Iterator
 
 from growmerge.data.sources import documents
-from growmerge.data.spec import CODE, ENGLISH, DataSpec, StreamSpec
+from growmerge.data.spec import DataSpec, StreamSpec
+from growmerge.names import CODE, ENGLISH
 from growmerge.data.text import normalise, paragraphs, sentences, text_key, unit_hash
 from growmerge.errors import GrowmergeError
 

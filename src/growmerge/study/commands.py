@@ -50,6 +50,15 @@ def study_run(config: Path = typer.Argument(..., help="study YAML"),
     run_and_summarise(config, only, jobs)
 
 
+@study_app.command("stage")
+def study_stage(run: Path = typer.Argument(..., help="run directory (runs/<name>)"),
+                stage_file: Path = typer.Argument(..., help="a stage as JSON (what an executor submits)")) -> None:
+    """Run one stage of a started study (a cluster job runs this); a done stage is skipped."""
+    from growmerge.study.runner import run_stage_file
+
+    run_stage_file(run, stage_file)
+
+
 @study_app.command("plan")
 def study_plan(config: Path = typer.Argument(..., help="study YAML")) -> None:
     """Print the stages, their parents and the estimated tokens and FLOPs, without running anything."""

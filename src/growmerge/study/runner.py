@@ -25,6 +25,9 @@ from growmerge.study.spec import StudyConfig
 from growmerge.study.stages import Context, Stage, stage_from_json
 
 
+STUDY_FILE = "study.json"  # the validated study config of a run, as the stages' executors read it
+
+
 def context(cfg: StudyConfig, results: Results, say: Callable[[str], None] = print, interactive: bool = False) -> Context:
     return Context(cfg.root, cfg.data, results, nproc=cfg.nproc, say=say, interactive=interactive)
 
@@ -94,14 +97,10 @@ def _worker(cfg_json: str, stage_json: str, head: str, threads: int, t_study: fl
         run_stage(context(cfg, results, say=echo), stage, head, echo, t_study)
 
 
-def run_study(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[str], None] = print,
-              jobs: int | None = None) -> list[Stage]:
-    """Run every stage that is not done yet (`jobs` at a time, as dependencies allow); returns the plan."""
-    jobs = jobs or cfg.jobs
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
+def open_run(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[str], None] = print
+             ) -> tuple[list[Stage], list[Stage]]:
+    """Plan the study, record the plan and the validated config in the run directory (a stage run
+    elsewhere reads them there), and return (every stage, the stages still to do)."""
     root = cfg.root
     root.mkdir(parents=True, exist_ok=True)
     stages = build_plan(cfg)
@@ -109,20 +108,34 @@ def run_study(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[s
         unknown = [s for s in only if s not in {st.id for st in stages}]
         if unknown:
             raise GrowmergeError(f"no stage named {unknown[0]!r} (see `growmerge study plan`)")
-    write_json_atomic(root / "plan.json", [{"id": s.id, "kind": s.kind, "deps": s.deps,
-                                            "fingerprint": s.fingerprint} for s in stages])
-    t_study = time.perf_counter()
-    heads = {s.id: f"[{i}/{len(stages)}] {s.id}" for i, s in enumerate(stages, 1)}
+    write_json_atomic(root / STUDY_FILE, cfg.model_dump(mode="json"))
+    write_json_atomic(root / "plan.json", [s.model_dump(mode="json") for s in stages])
+    with Results(root / "results.sqlite"):
+        pass  # create the schema once, before any worker opens the file (concurrent creation locks)
     todo = []
-    for s in stages:
+    for i, s in enumerate(stages, 1):
         if only and s.id not in only:
             continue
         if is_done(root, s):
-            echo(f"{heads[s.id]}: done")
+            echo(f"[{i}/{len(stages)}] {s.id}: done")
         else:
             todo.append(s)
-    with Results(root / "results.sqlite"):
-        pass  # create the schema once, before any worker opens the file (concurrent creation locks)
+    return stages, todo
+
+
+def run_study(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[str], None] = print,
+              jobs: int | None = None) -> list[Stage]:
+    """The local executor: every stage not done yet, `jobs` at a time as dependencies allow.
+    Returns the plan."""
+    jobs = jobs or cfg.jobs
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    stages, todo = open_run(cfg, only, echo)
+    root = cfg.root
+    t_study = time.perf_counter()
+    heads = {s.id: f"[{i}/{len(stages)}] {s.id}" for i, s in enumerate(stages, 1)}
     if jobs == 1:
         with Results(root / "results.sqlite") as results:
             ctx = context(cfg, results, say=echo, interactive=sys.stderr.isatty())
@@ -165,3 +178,18 @@ def run_parallel(cfg: StudyConfig, todo: list[Stage], heads: dict[str, str], job
                     failure = fut.exception()
     if failure is not None:
         raise failure
+
+
+def run_stage_file(run_dir: Path, stage_file: Path, echo: Callable[[str], None] = print) -> None:
+    """Run one serialised stage of a run (what a cluster job does); a no-op when it is done."""
+    if not (run_dir / STUDY_FILE).is_file():
+        raise GrowmergeError(f"{run_dir}: no {STUDY_FILE} (start the study with `growmerge study run`)")
+    if not stage_file.is_file():
+        raise GrowmergeError(f"{stage_file}: no such stage file")
+    cfg = StudyConfig.model_validate_json((run_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    stage = stage_from_json(stage_file.read_bytes())
+    if is_done(run_dir, stage):
+        echo(f"{stage.id}: done")
+        return
+    with Results(run_dir / "results.sqlite") as results:
+        run_stage(context(cfg, results, say=echo), stage, stage.id, echo, time.perf_counter())

@@ -15,7 +15,7 @@ from growmerge.names import PHASES, SCALES
 from growmerge.train.spec import TrainSpec
 
 Scale = Literal["1x", "1x_cloned", "2x"]  # = names.SCALES (a Literal must be spelled out)
-MERGE_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "multislerp", "dare_linear", "slerp")
+PAPER_METHODS = ["linear", "task_arithmetic", "ties", "dare_ties", "multislerp"]  # the paper's five
 
 
 def known_names(names, allowed: tuple[str, ...], what: str):
@@ -32,7 +32,7 @@ class ModelSpec(Strict):
 
 
 class MergeStudySpec(Strict):
-    methods: list[str] = Field(default_factory=lambda: ["linear", "task_arithmetic", "ties", "dare_ties", "multislerp"])
+    methods: list[str] = Field(default_factory=lambda: list(PAPER_METHODS))  # names in merge.registry
     scales: list[Scale] = Field(default_factory=lambda: list(SCALES))
     sizes: list[int] | None = None  # subset sizes; default every size from 2 to all languages
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
@@ -42,7 +42,23 @@ class MergeStudySpec(Strict):
     @field_validator("methods")
     @classmethod
     def _known(cls, methods):
-        return known_names(methods, MERGE_METHODS, "merge method")
+        from growmerge.merge.registry import method_names
+
+        return known_names(methods, tuple(method_names()), "merge method")
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, parameters):
+        # The registry's declarations decide names and ranges, here at the edge rather than
+        # after every model is trained.
+        from growmerge.merge.registry import find_param
+
+        for name, value in parameters.items():
+            try:
+                find_param(name).convert(value, "merge")
+            except GrowmergeError as exc:
+                raise ValueError(str(exc)) from None
+        return parameters
 
 
 class OffTheShelf(Strict):
@@ -79,7 +95,22 @@ class EvalStudySpec(Strict):
         return get_task(task).Options.model_validate(self.tasks[task])
 
 
+def import_plugins(modules: list[str]) -> None:
+    """Import the modules that register extra merge methods or evaluation tasks (each registers
+    itself on import), before the names they declare are validated."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"plugin {module!r} cannot be imported ({exc})") from None
+
+
 class StudyConfig(Strict):
+    # Modules that register merge methods / evaluation tasks: imported first, in every process of
+    # the study (workers and cluster jobs load the config too), so their names validate everywhere.
+    plugins: list[str] = Field(default_factory=list)
     name: str = "demo"
     seed: int = 0
     run_dir: Path | None = None  # default runs/<name>
@@ -101,6 +132,13 @@ class StudyConfig(Strict):
         return known_names(phases, PHASES, "phase")
 
     _specs: dict = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugins_first(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("plugins"), list):
+            import_plugins([str(m) for m in data["plugins"]])
+        return data
 
     @model_validator(mode="after")
     def _train_specs_valid(self):
