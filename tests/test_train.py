@@ -59,6 +59,60 @@ def write_job(path: Path, shard: Path, out: Path, **spec) -> Path:
     return path
 
 
+# Fault injection from outside the code under test: every Python process of a run (torchrun's workers
+# too) imports this sitecustomize at start-up, and GROWMERGE_TEST_KILL makes it SIGKILL the process at
+# "step:N" (step N done and logged, on every rank) or "checkpoint:N" (checkpoint N half written: the
+# model export and the optimizer state are on disk, trainer.json and the final rename are not).
+KILLER = '''
+import os
+import signal
+
+
+def _install(kind, n):
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if kind == "step":
+        from growmerge.train import observe
+
+        logged = observe.Observer.step
+
+        def step(self, record):
+            logged(self, record)
+            if record["step"] == n:
+                die()
+
+        observe.Observer.step = step
+    elif kind == "checkpoint":  # patched before growmerge.train.checkpoint imports it (no torch here)
+        from growmerge import artifacts
+
+        write = artifacts.write_json_atomic
+
+        def write_json_atomic(path, data):
+            if os.path.basename(path) == "trainer.json" and f"step-{n}.tmp" in str(path):
+                die()
+            write(path, data)
+
+        artifacts.write_json_atomic = write_json_atomic
+    else:
+        raise SystemExit(f"GROWMERGE_TEST_KILL: unknown point {kind!r}")
+
+
+if os.environ.get("GROWMERGE_TEST_KILL"):
+    _kind, _, _n = os.environ["GROWMERGE_TEST_KILL"].partition(":")
+    _install(_kind, int(_n))
+'''
+
+
+def killed_at(point: str, tmp_path: Path) -> dict:
+    """Environment of a CLI subprocess (and its torchrun workers) that SIGKILLs itself at `point`."""
+    site = tmp_path / "killer"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(KILLER)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+            "GROWMERGE_TEST_KILL": point}
+
+
 def run_cli(args: list[str], env: dict | None = None, torchrun: int = 0, timeout: int = 120):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = ([TORCHRUN, "--standalone", f"--nproc-per-node={torchrun}", "-m", "growmerge.train"] if torchrun
@@ -204,13 +258,13 @@ def test_sigkill_mid_checkpoint_and_mid_training_then_resume_gives_the_same_run(
     job = write_job(tmp_path / "job.yaml", shard, tmp_path / "m")
     work = tmp_path / "m.partial"
 
-    r = run_cli([str(job)], env={"GROWMERGE_CRASH": "checkpoint:8"})
+    r = run_cli([str(job)], env=killed_at("checkpoint:8", tmp_path))
     assert r.returncode == -9, r.stderr
     assert (work / "checkpoints" / "step-8.tmp").is_dir() and not (work / "checkpoints" / "step-8").exists()
     assert not (tmp_path / "m").exists()
     r = run_cli([str(job)])  # an unfinished run is never silently restarted
     assert r.returncode == 2 and "--resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = run_cli([str(job), "--resume"], env={"GROWMERGE_CRASH": "step:10"})
+    r = run_cli([str(job), "--resume"], env=killed_at("step:10", tmp_path))
     assert r.returncode == -9, r.stderr
     r = run_cli([str(job), "--resume"])
     assert r.returncode == 0, r.stderr
@@ -223,7 +277,7 @@ def test_sigkill_mid_checkpoint_and_mid_training_then_resume_gives_the_same_run(
 def test_resume_with_a_different_spec_is_refused(tmp_path):
     shard = random_shard(tmp_path / "d.bin")
     job = write_job(tmp_path / "job.yaml", shard, tmp_path / "m")
-    assert run_cli([str(job)], env={"GROWMERGE_CRASH": "step:5"}).returncode == -9
+    assert run_cli([str(job)], env=killed_at("step:5", tmp_path)).returncode == -9
     write_job(tmp_path / "job.yaml", shard, tmp_path / "m", lr=1e-3)
     r = run_cli([str(job), "--resume"])
     assert r.returncode == 2 and "fingerprint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -241,7 +295,7 @@ def test_torchrun_two_processes_match_one(tmp_path, fsdp):
     job = write_job(tmp_path / "job.yaml", shard, tmp_path / "two", **spec)
     flags = ["--fsdp"] if fsdp else []
     if fsdp:  # also: a sharded run killed after its first checkpoint resumes from the DCP shards
-        r = run_cli([str(job)] + flags, torchrun=2, timeout=180, env={"GROWMERGE_CRASH": "step:5"})
+        r = run_cli([str(job)] + flags, torchrun=2, timeout=180, env=killed_at("step:5", tmp_path))
         assert r.returncode != 0 and (tmp_path / "two.partial" / "checkpoints" / "step-3" / "state").is_dir()
         flags.append("--resume")
     r = run_cli([str(job)] + flags, torchrun=2, timeout=180)

@@ -9,5 +9,6 @@ Modules: ``spec`` (settings, presets, fingerprint), ``stream`` (seeded data orde
 ``loss`` (fused chunked cross-entropy), ``schedule``, ``flops``, ``checkpoint`` (HF exports + DCP
 states, SIGKILL-safe), ``distributed`` (torchrun DDP / FSDP2), ``observe`` (progress bar,
 TensorBoard, train_log.jsonl), ``loop`` (the loop), ``job`` + ``commands`` (the CLI:
-``growmerge train JOB.yaml``; ``torchrun --nproc-per-node N -m growmerge.train JOB.yaml [--fsdp]``).
+``growmerge train JOB.yaml``; ``torchrun --nproc-per-node N -m growmerge.train JOB.yaml [--fsdp]``),
+``launch`` (``torchrun_command``: the torchrun argv for one node or several, c10d rendezvous).
 """
