@@ -100,7 +100,7 @@ def export_hf(model, d: Dist, out: Path, tokenizer_src: Path | None, meta: dict)
 
 
 def save_checkpoint(work: Path, step: int, model, optimizer, d: Dist, trainer: dict, tokenizer_src: Path | None,
-                    meta: dict, crash=lambda point: None) -> Path:
+                    meta: dict) -> Path:
     from growmerge.train.distributed import unwrapped
 
     final = work / "checkpoints" / f"step-{step}"
@@ -114,7 +114,6 @@ def save_checkpoint(work: Path, step: int, model, optimizer, d: Dist, trainer: d
     with warnings.catch_warnings():  # single process: DCP warns that it saves without a process group
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(tmp / "state"))
-    crash(f"checkpoint:{step}")
     d.barrier()
     if d.main:
         write_json_atomic(tmp / "state" / "trainer.json", trainer)

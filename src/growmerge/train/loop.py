@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +47,6 @@ class Plan:
     seq_len: int
     flops_per_step: float  # all ranks
     checkpoint_steps: set[int]
-
-
-def crash(point: str) -> None:
-    """Fault injection for the resume tests: GROWMERGE_CRASH=step:7 or checkpoint:6 SIGKILLs us there."""
-    if os.environ.get("GROWMERGE_CRASH") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def set_threads(spec_threads: int | None, d: Dist) -> None:
@@ -258,7 +251,6 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
                 obs.step(dict(step=step, loss=loss_value, lr=lr, grad_norm=grad_norm, tokens=tokens,
                               flops=prior + step * plan.flops_per_step, elapsed=elapsed,
                               tokens_per_s=(tokens - tokens0) / max(elapsed, 1e-9)))
-            crash(f"step:{step}")
             if step in plan.checkpoint_steps:
                 per_stream = stream.tokens_per_stream(consumed)
                 side = sidecar(meta, init, spec, fingerprint, step, tokens, per_stream,
@@ -266,7 +258,7 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
                 trainer = dict(step=step, consumed_samples=consumed, fingerprint=fingerprint, loss=loss_value,
                                rng=ckpt.rng_state())
                 obs.flush()
-                ckpt.save_checkpoint(work, step, module, optimizer, d, trainer, tok_src, side, crash)
+                ckpt.save_checkpoint(work, step, module, optimizer, d, trainer, tok_src, side)
                 if d.main:
                     ckpt.prune_states(work, spec.keep_last)
     finally:
