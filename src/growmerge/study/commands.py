@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+class Executor(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
 
 study_app = typer.Typer(help="Run the whole grid from one YAML.", no_args_is_help=True)
 
@@ -20,17 +26,29 @@ def demo_config() -> Path:
     raise GrowmergeError("configs/demo.yaml not found: run from the growmerge checkout")
 
 
-def run_and_summarise(config: Path, only: list[str] | None = None, jobs: int | None = None) -> None:
+def run_and_summarise(config: Path, only: list[str] | None = None, jobs: int | None = None,
+                      executor: str = "local", wait: bool = False) -> None:
     import time
 
-    from growmerge.report.findings import findings, findings_text
+    from growmerge.errors import GrowmergeError
     from growmerge.ledger import Results
-    from growmerge.study.runner import run_study
+    from growmerge.report.findings import findings, findings_text
+    from growmerge.study.runner import run_study, submit_study, wait_for_study
     from growmerge.study.spec import load_study
 
     cfg = load_study(config)
     t0 = time.perf_counter()
-    run_study(cfg, only=only, jobs=jobs)
+    if executor == "slurm":
+        if only:
+            raise GrowmergeError("--only runs stages here; with --executor slurm every stage not done is submitted")
+        submit_study(cfg)
+        if not wait:
+            print(f"\nsubmitted; follow it with: growmerge study status {cfg.root}")
+            return
+        if not wait_for_study(cfg.root):
+            raise GrowmergeError(f"the study stopped with stages not done: growmerge study status {cfg.root}")
+    else:
+        run_study(cfg, only=only, jobs=jobs)
     with Results(cfg.root / "results.sqlite") as results:
         print("\nFindings of the paper, checked on this run:")
         print(findings_text(findings(results)))
@@ -45,9 +63,26 @@ def demo() -> None:
 @study_app.command("run")
 def study_run(config: Path = typer.Argument(..., help="study YAML"),
               only: Optional[List[str]] = typer.Option(None, "--only", help="run only these stage ids"),
-              jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="stages side by side (default: the config's jobs)")) -> None:
+              jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="stages side by side (default: the config's jobs)"),
+              executor: Executor = typer.Option(Executor.local, "--executor", help="local: run here; slurm: one job per stage (afterok)"),
+              wait: bool = typer.Option(False, "--wait", help="with slurm: wait until every stage is done, then summarise")) -> None:
     """Run (or resume) every stage of a study; completed stages are skipped."""
-    run_and_summarise(config, only, jobs)
+    run_and_summarise(config, only, jobs, executor.value, wait)
+
+
+@study_app.command("status")
+def study_status(run: Path = typer.Argument(..., help="run directory (runs/<name>)")) -> None:
+    """Every stage of a run: done, queued, running, failed, cancelled or not submitted, with job ids and logs."""
+    from growmerge.study.runner import study_status as status
+
+    rows = status(run)
+    print(f"{'stage':26s} {'state':14s} {'job':>8s}  log")
+    for r in rows:
+        print(f"{r.id:26s} {r.state:14s} {r.job_id or '':>8s}  {r.log or ''}")
+    counts = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    print(", ".join(f"{n} {state}" for state, n in counts.items()))
 
 
 @study_app.command("stage")

@@ -17,19 +17,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from growmerge.artifacts import write_json_atomic
+from growmerge.artifacts import write_json_atomic, write_text_atomic
 from growmerge.errors import GrowmergeError
 from growmerge.ledger import Results
 from growmerge.study.plan import build_plan
 from growmerge.study.spec import StudyConfig
-from growmerge.study.stages import Context, Stage, stage_from_json
+from growmerge.study.stages import Context, NotLeader, Stage, stage_from_json
 
 
 STUDY_FILE = "study.json"  # the validated study config of a run, as the stages' executors read it
 
 
-def context(cfg: StudyConfig, results: Results, say: Callable[[str], None] = print, interactive: bool = False) -> Context:
-    return Context(cfg.root, cfg.data, results, nproc=cfg.nproc, say=say, interactive=interactive)
+def context(cfg: StudyConfig, results: Results, say: Callable[[str], None] = print, interactive: bool = False,
+            root: Path | None = None) -> Context:
+    return Context(root or cfg.root, cfg.data, results, study=cfg.name, nproc=cfg.nproc, device=cfg.device, say=say,
+                   interactive=interactive)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,7 +79,11 @@ def run_stage(ctx: Context, stage: Stage, head: str, echo: Callable[[str], None]
     t0 = time.perf_counter()
     with stage_log(ctx.root, stage, echo) as say:
         ctx.say = say
-        stage.run(ctx)
+        try:
+            stage.run(ctx)
+        except NotLeader:
+            echo(f"{head}: this node's share finished (node 0 marks the stage done)")
+            return
     mark_done(ctx.root, stage, time.perf_counter() - t0)
     echo(f"{head}: finished in {time.perf_counter() - t0:.1f} s (study {time.perf_counter() - t_study:.0f} s)")
 
@@ -192,4 +198,58 @@ def run_stage_file(run_dir: Path, stage_file: Path, echo: Callable[[str], None] 
         echo(f"{stage.id}: done")
         return
     with Results(run_dir / "results.sqlite") as results:
-        run_stage(context(cfg, results, say=echo), stage, stage.id, echo, time.perf_counter())
+        run_stage(context(cfg, results, say=echo, root=run_dir), stage, stage.id, echo, time.perf_counter())
+
+
+# ---------------------------------------------------------------------------------------------
+# The Slurm executor: every stage a job, afterok on its parents; the done-markers stay the truth
+# ---------------------------------------------------------------------------------------------
+SLURM_DIR = "slurm"
+
+
+def stage_command(root: Path, stage: Stage) -> list[str]:
+    """The job of a stage: `growmerge study stage RUN FILE` on the stage as it was planned."""
+    path = root / "jobs" / f"{stage.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, stage.to_json())
+    return [sys.executable, "-m", "growmerge.cli", "study", "stage", str(root), str(path)]
+
+
+def submit_study(cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict[str, str]:
+    """Submit every stage that is not done (and not already queued or running); returns stage → job."""
+    from growmerge.cluster.slurm import submit_study as submit
+
+    stages, _ = open_run(cfg, echo=lambda m: None)
+    root = cfg.root.resolve()
+    return submit(stages, lambda s: is_done(root, s), lambda s: stage_command(root, s), cfg.cluster,
+                  root / SLURM_DIR, say=echo)
+
+
+def load_plan(run_dir: Path) -> list[Stage]:
+    """The stages of a started run, as its last `study run` planned them."""
+    path = run_dir / "plan.json"
+    if not path.is_file():
+        raise GrowmergeError(f"{run_dir}: no plan.json (start the study with `growmerge study run`)")
+    return [stage_from_json(json.dumps(s)) for s in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def study_status(run_dir: Path):
+    from growmerge.cluster.slurm import study_status as status
+
+    return status(load_plan(run_dir), lambda s: is_done(run_dir, s), run_dir / SLURM_DIR)
+
+
+def wait_for_study(run_dir: Path, echo: Callable[[str], None] = print, poll: float = 5.0) -> bool:
+    """Poll until every stage is done (True) or nothing is left queued or running (False)."""
+    seen: dict[str, str] = {}
+    while True:
+        rows = study_status(run_dir)
+        for r in rows:
+            if seen.get(r.id) != r.state and r.state in ("done", "failed", "cancelled"):
+                echo(f"{r.id}: {r.state}" + (f" (job {r.job_id}, log {r.log})" if r.state != "done" else ""))
+            seen[r.id] = r.state
+        if all(r.state == "done" for r in rows):
+            return True
+        if not any(r.state in ("queued", "running") for r in rows):
+            return False
+        time.sleep(poll)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from growmerge.cluster.spec import ClusterSpec
 from growmerge.config import Strict, load_yaml
 from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
@@ -122,9 +123,21 @@ class StudyConfig(Strict):
     scales: list[Scale] = Field(default_factory=lambda: list(SCALES))  # the adaptation arms to run
     merge: MergeStudySpec = MergeStudySpec()
     eval: EvalStudySpec = EvalStudySpec()
+    device: str = "auto"  # auto | cpu | cuda | cuda:N: where training, scoring and merging compute
+    cluster: ClusterSpec = ClusterSpec()  # Slurm resources per stage kind (`study run --executor slurm`)
     jobs: int = Field(1, ge=1)  # stages run side by side in this many worker processes
     nproc: int = Field(1, ge=1)  # >1: training stages run under torchrun with this many processes
     threads: int | None = Field(None, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, v: str) -> str:
+        from growmerge.device import check_spec
+
+        try:
+            return check_spec(v)
+        except GrowmergeError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("phases")
     @classmethod
@@ -155,6 +168,7 @@ class StudyConfig(Strict):
         fields = {**self.train, **self.phases.get(phase, {}), "seed": self.seed}
         if self.threads:
             fields.setdefault("threads", self.threads)
+        fields.setdefault("device", self.device)
         try:
             return TrainSpec.model_validate(fields)
         except ValidationError as exc:

@@ -20,7 +20,7 @@ from typing import Annotated, Callable, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from growmerge.artifacts import write_json_atomic
+from growmerge.artifacts import write_json_atomic, write_text_atomic
 from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
 from growmerge.ledger import FINAL_STEP, Results
@@ -35,7 +35,9 @@ class Context:
     root: Path
     data: DataSpec
     results: Results
+    study: str = ""  # the study's name, recorded in every model's lineage
     nproc: int = 1  # >1: training under torchrun with this many processes per node
+    device: str = "auto"  # growmerge.device.pick_device's forms
     say: Callable[[str], None] = print
     interactive: bool = False  # training progress bars (one stage at a time on a tty)
     _mixtures: dict | None = field(default=None, repr=False)
@@ -158,10 +160,13 @@ class TrainStage(Stage):
         init = str(ctx.model_dir(self.init)) if ctx.model_dir(self.init).is_dir() else self.init
         mixture = ctx.mixtures[self.mixture]
         meta = {"kind": self.role, "setup": self.group, "languages": self.languages, "scale": self.scale,
-                "study": ctx.root.name, "stage": self.id}
+                "study": ctx.study, "stage": self.id}
         out = ctx.model_dir(self.id)
-        if ctx.nproc > 1:
-            self._run_torchrun(ctx, init, mixture, meta, out)
+        nnodes, node_rank, endpoint = nodes()
+        if ctx.nproc > 1 or nnodes > 1:
+            self._run_torchrun(ctx, init, mixture, meta, out, nnodes, node_rank, endpoint)
+            if node_rank != 0:
+                raise NotLeader  # node 0 records the model and marks the stage done
         else:
             from growmerge.train.loop import train
 
@@ -170,12 +175,15 @@ class TrainStage(Stage):
         record_model_dir(ctx.results, self.id, out, kind=self.role, setup=self.group, scale=self.scale,
                          parent=self.init)
 
-    def _run_torchrun(self, ctx: Context, init: str, mixture, meta: dict, out: Path) -> None:
-        """The same training entry point under torchrun (DDP; FSDP2 when the spec says fsdp)."""
+    def _run_torchrun(self, ctx: Context, init: str, mixture, meta: dict, out: Path, nnodes: int, node_rank: int,
+                      endpoint: str | None) -> None:
+        """The same training entry point under torchrun (DDP; FSDP2 when the spec says fsdp), on this
+        node of `nnodes`; the nodes meet at the c10d rendezvous `endpoint`."""
         import subprocess
-        import sys
 
         import yaml
+
+        from growmerge.train.launch import torchrun_command
 
         job = ctx.root / "jobs" / f"{self.id}.yaml"
         job.parent.mkdir(parents=True, exist_ok=True)
@@ -183,11 +191,30 @@ class TrainStage(Stage):
                 "mixture": [{"shard": str(Path(i.shard).resolve()), "epochs": i.epochs, "name": i.name}
                             for i in mixture.items],
                 "out": str(out.resolve()), "tokenizer": str((ctx.root / "tokenizer").resolve()), "meta": meta}
-        job.write_text(yaml.safe_dump(body, sort_keys=False))
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={ctx.nproc}",
-               "-m", "growmerge.cli", "train", str(job), "--resume"]
+        if node_rank == 0:  # a shared filesystem: one writer, the others read it after the rendezvous
+            write_text_atomic(job, yaml.safe_dump(body, sort_keys=False))
+        cmd = torchrun_command(job, ctx.nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=endpoint,
+                               rdzv_id=f"{self.id}-{self.fingerprint}")
         if subprocess.run(cmd).returncode != 0:
             raise GrowmergeError(f"training stage {self.id} failed under torchrun (see the output above)")
+
+
+class NotLeader(Exception):
+    """Raised by a node other than the first of a multi-node stage once its share is done: the first
+    node records the results and marks the stage done."""
+
+
+def nodes() -> tuple[int, int, str | None]:
+    """(nodes, this node's rank, rendezvous host:port) of the allocation this process runs in:
+    a multi-node Slurm job, or one node."""
+    import os
+
+    if int(os.environ.get("SLURM_NNODES", "1")) > 1:
+        from growmerge.cluster.slurm import torchrun_rendezvous_env
+
+        nnodes, rank, host, port = torchrun_rendezvous_env()
+        return nnodes, rank, f"{host}:{port}"
+    return 1, 0, None
 
 
 class CloneStage(Stage):
@@ -231,7 +258,7 @@ class MergeStage(Stage):
         models = {lang: ctx.model_dir(m) for lang, m in self.models.items()}
         outputs = merge_grid(models, ctx.model_dir(self.base), self.methods, self.sizes,
                              ctx.root / "merges" / self.scale, {**self.parameters, "dtype": self.dtype},
-                             compat=self.compat)
+                             compat=self.compat, device=ctx.device)
         for out in outputs:
             method, langs = out.parent.name, out.name.split("+")
             ctx.results.add_merge(merge_name(self.scale, method, langs), method, self.scale, langs, out)
@@ -259,7 +286,7 @@ class Scoring(Stage):
         todo = [lang for lang in langs if not any(ctx.results.has_scores(name, step, lang, t) for t in self.tasks)]
         if not todo:
             return scorer
-        scorer = scorer or Scorer.from_dir(path)
+        scorer = scorer or Scorer.from_dir(path, device=ctx.device)
         env = PrepareEnv(ctx.root, self.seed, ctx.say)
         score_env = ScoreEnv(reference=ctx.model_dir(self.reference), cache_dir=ctx.root / "cache", seed=self.seed)
         for lang in todo:
