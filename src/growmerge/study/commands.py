@@ -13,6 +13,8 @@ class Executor(str, Enum):
     slurm = "slurm"
 
 
+from growmerge.study.cost import PEAK_TFLOPS  # noqa: E402  (light: pydantic only)
+
 study_app = typer.Typer(help="Run the whole grid from one YAML.", no_args_is_help=True)
 
 
@@ -95,26 +97,44 @@ def study_stage(run: Path = typer.Argument(..., help="run directory (runs/<name>
 
 
 @study_app.command("plan")
-def study_plan(config: Path = typer.Argument(..., help="study YAML")) -> None:
+def study_plan(config: Path = typer.Argument(..., help="study YAML"),
+               cost: bool = typer.Option(False, "--cost", help="also each job's resources and the GPU-hours"),
+               gpu: str = typer.Option("h100", "--gpu", help="accelerator for --cost: " + ", ".join(PEAK_TFLOPS)),
+               mfu: float = typer.Option(0.4, "--mfu", min=0.01, max=1.0, help="model FLOPs utilisation assumed by --cost")) -> None:
     """Print the stages, their parents and the estimated tokens and FLOPs, without running anything."""
-    from growmerge.study.plan import build_plan, estimate
+    from growmerge.errors import GrowmergeError
+    from growmerge.study.cost import estimate
+    from growmerge.study.plan import build_plan
     from growmerge.study.runner import is_done
     from growmerge.study.spec import load_study
 
+    if gpu not in PEAK_TFLOPS:
+        raise GrowmergeError(f"unknown --gpu {gpu!r} (one of {', '.join(PEAK_TFLOPS)})")
     cfg = load_study(config)
     stages = build_plan(cfg)
-    est = estimate(cfg, stages)
-    total_tokens = total_flops = 0.0
-    print(f"{'#':>3} {'stage':24s} {'kind':11s} {'done':4s} {'tokens':>12s} {'FLOPs':>10s}  parents")
-    for i, s in enumerate(stages, 1):
-        tokens, flops = est.get(s.id, (None, None))
-        total_tokens += tokens or 0
-        total_flops += flops or 0
-        parents = ", ".join(s.deps) if len(s.deps) <= 4 else f"{', '.join(s.deps[:3])}, … (+{len(s.deps) - 3})"
-        print(f"{i:3d} {s.id:24s} {s.kind:11s} {'yes' if is_done(cfg.root, s) else '':4s} "
-              f"{'' if tokens is None else f'{tokens:,}':>12s} {'' if flops is None else f'{flops:.2e}':>10s}  {parents}")
-    print(f"{len(stages)} stages; training: {total_tokens:,.0f} tokens, {total_flops:.2e} FLOPs "
-          f"(stages without a number depend on data not prepared yet)")
+    costs = estimate(cfg, stages)
+    head = f"{'#':>3} {'stage':24s} {'kind':11s} {'done':4s} {'tokens':>17s} {'FLOPs':>9s}"
+    print(head + (f" {'nodes×GPUs':>10s} {'time':>7s} {'GPU-h':>9s}" if cost else "  parents"))
+    for i, (s, c) in enumerate(zip(stages, costs), 1):
+        line = (f"{i:3d} {s.id:24s} {s.kind:11s} {'yes' if is_done(cfg.root, s) else '':4s} "
+                f"{'' if c.tokens is None else f'{c.tokens:,.0f}':>17s} {'' if c.flops is None else f'{c.flops:.2e}':>9s}")
+        if cost:
+            hours = c.gpu_hours(PEAK_TFLOPS[gpu], mfu)
+            limit = "" if c.time_limit is None else f"{c.time_limit // 60}:{c.time_limit % 60:02d}"
+            line += f" {f'{c.nodes}×{c.gpus}':>10s} {limit:>7s} {'' if hours is None else f'{hours:,.1f}':>9s}"
+        else:
+            line += "  " + (", ".join(s.deps) if len(s.deps) <= 4 else f"{', '.join(s.deps[:3])}, … (+{len(s.deps) - 3})")
+        print(line)
+    tokens = sum(c.tokens or 0 for c in costs)
+    flops = sum(c.flops or 0 for c in costs)
+    unknown = sum(c.kind == "train" and c.flops is None for c in costs)
+    print(f"{len(stages)} stages ({len(stages)} jobs with --executor slurm); training: {tokens:,.0f} tokens, "
+          f"{flops:.2e} FLOPs" + (f"; {unknown} training stages unknown until the data stage has run "
+                                  "(or give cost.streams)" if unknown else ""))
+    if cost:
+        hours = sum(c.gpu_hours(PEAK_TFLOPS[gpu], mfu) or 0 for c in costs)
+        print(f"GPU-hours at {mfu:.0%} MFU on {gpu} ({PEAK_TFLOPS[gpu]:.0f} TFLOP/s bf16 peak): {hours:,.0f} "
+              f"(training only; merging and scoring are not costed)")
 
 
 @study_app.command("results")

@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from growmerge.cluster.spec import ClusterSpec
 from growmerge.config import Strict, load_yaml
+from growmerge.study.cost import CostSpec
 from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
 from growmerge.evaluate.tasks import TASKS, get_task
@@ -125,6 +126,7 @@ class StudyConfig(Strict):
     eval: EvalStudySpec = EvalStudySpec()
     device: str = "auto"  # auto | cpu | cuda | cuda:N: where training, scoring and merging compute
     cluster: ClusterSpec = ClusterSpec()  # Slurm resources per stage kind (`study run --executor slurm`)
+    cost: CostSpec = CostSpec()  # stream sizes `study plan --cost` assumes before the data stage ran
     jobs: int = Field(1, ge=1)  # stages run side by side in this many worker processes
     nproc: int = Field(1, ge=1)  # >1: training stages run under torchrun with this many processes
     threads: int | None = Field(None, ge=1)
