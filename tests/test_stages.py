@@ -66,3 +66,25 @@ def test_study_stage_runs_a_serialised_stage(tmp_path):
     assert again.returncode == 0 and "data: done" in again.stdout
     missing = subprocess.run(cmd[:-1] + [str(tmp_path / "nope.json")], capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such stage file" in missing.stderr
+
+
+def test_stage_kinds_are_named_once():
+    from growmerge.names import STAGE_KINDS as NAMES
+
+    assert tuple(k.model_fields["kind"].default for k in STAGE_KINDS) == NAMES
+
+
+def test_plan_cost_of_the_paper_study():
+    """`study plan --cost`: resources and GPU-hours per job; the paper's ~4e21 training FLOPs."""
+    proc = subprocess.run([sys.executable, "-m", "growmerge.cli", "study", "plan", str(ROOT / "configs" / "paper.yaml"),
+                           "--cost", "--gpu", "h100", "--mfu", "0.4"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    seed = next(line for line in lines if " seed " in line and "train" in line)
+    assert "2×8" in seed and "72:00" in seed
+    flops = float(next(line for line in lines if "FLOPs" in line and "training:" in line).split(" tokens, ")[1].split()[0])
+    assert 3e21 < flops < 6e21
+    assert "GPU-hours at 40% MFU on h100" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "growmerge.cli", "study", "plan", str(ROOT / "configs" / "paper.yaml"),
+                          "--cost", "--gpu", "tpu9"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown --gpu 'tpu9'" in bad.stderr and bad.stderr.count("\n") == 1

@@ -17,6 +17,10 @@ MULTI_SCALES = tuple(s + MULTI_SUFFIX for s in SCALES)
 # Training phases, in the order a study runs them (each has its own token budget in the YAML).
 PHASES = ("seed_code", "seed_mixed", "base", "adapt", "multi")
 
+# The kinds of study stage (growmerge.study.stages; the cluster section's per-kind resources).
+STAGE_KINDS = ("data", "pairs", "reference", "train", "clone", "merge", "eval", "eval_merges", "matched", "vectors",
+               "report")
+
 # What a model is in the lineage (the `kind` of results.sqlite's models table).
 MODEL_KINDS = ("seed", "base", "adapt", "clone", "merge", "reference")
 

@@ -23,12 +23,10 @@ from pydantic import Field, field_validator
 
 from growmerge.config import Strict, parse
 from growmerge.errors import GrowmergeError
+from growmerge.names import STAGE_KINDS
 
-# The stage kinds of growmerge.study.stages; a typo in `kinds` must be an error, not a silent no-op.
-STAGE_KINDS = ("data", "pairs", "reference", "train", "clone", "merge", "eval", "eval_merges",
-               "matched", "vectors", "report")
-Kind = Literal["data", "pairs", "reference", "train", "clone", "merge", "eval", "eval_merges",
-               "matched", "vectors", "report"]
+# A typo in `kinds` must be an error, not a silent no-op.
+Kind = Literal[STAGE_KINDS]  # type: ignore[valid-type]
 
 # Slurm's time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
 _TIME = re.compile(r"^(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)$")
