@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -195,3 +200,16 @@ def test_eval_and_clone_verify_take_a_device(tiny_llama, tmp_path, monkeypatch, 
     assert_one_line_error(run_main(monkeypatch, capsys, "clone", model, tmp_path / "x3", "--factor", "2", "--verify",
                                    "--device", "cuda"), "no CUDA device")
     assert not (tmp_path / "x3").exists()  # refused before anything was written
+
+
+def test_gpu_bench_runs_on_the_cpu_at_its_small_size():
+    """bench/gpu.py works the day a GPU is at hand; here it must run, and must not print a GPU number.
+    Small shapes and no torch.compile (compiling on a 2-core CPU takes ~1.5 minutes) keep it < 60 s."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu.py"
+    r = subprocess.run([sys.executable, str(script), "--small", "--no-compile", "--repeats", "1"], capture_output=True,
+                       text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout
+    assert out.count("tok/s  MFU") == 2 and "decisions identical: True" in out and "ties" in out, out
+    if not torch.cuda.is_available():
+        assert "no GPU here" in out and "cuda" not in out.lower() and "vs cpu" not in out, out
