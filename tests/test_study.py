@@ -165,3 +165,19 @@ def test_training_stage_under_torchrun(tmp_path):
     meta = read_meta(cfg.root / "models" / "seed_code")
     assert meta["kind"] == "seed" and meta["step"] == 6 and meta["flops"]["self"] > 0
     assert (cfg.root / "jobs" / "seed_code.yaml").is_file()
+
+
+def test_torchrun_training_never_runs_beside_another_stage(tmp_path):
+    """jobs=2 with nproc=2: a torchrun training stage takes the machine; pairs waits or goes first."""
+    from datetime import datetime
+
+    cfg = StudyConfig.model_validate({**micro_config(tmp_path / "run"), "nproc": 2, "jobs": 2})
+    runner.run_study(cfg, only=["data", "pairs", "seed_code"], echo=lambda m: None)
+
+    def interval(stage: str) -> tuple[float, float]:
+        mark = json.loads((cfg.root / "stages" / f"{stage}.json").read_text())
+        end = datetime.strptime(mark["finished"], "%Y-%m-%dT%H:%M:%S").timestamp()
+        return end - mark["seconds"], end
+
+    (a0, a1), (b0, b1) = interval("pairs"), interval("seed_code")
+    assert a1 <= b0 + 1 or b1 <= a0 + 1, ((a0, a1), (b0, b1))  # whole-second timestamps

@@ -163,18 +163,26 @@ def run_parallel(cfg: StudyConfig, todo: list[Stage], heads: dict[str, str], job
     running: dict = {}
     failure: BaseException | None = None
     cfg_json = cfg.model_dump_json()
+    def exclusive(stage: Stage) -> bool:
+        # torchrun with nproc > 1 takes every GPU (or core) of the machine: never beside another stage.
+        return cfg.nproc > 1 and stage.kind == "train"
+
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         while (pending and failure is None) or running:
-            busy = {s.id for s in pending} | set(running.values())
+            busy = {s.id for s in pending} | {s.id for s in running.values()}
             ready = [s for s in pending if not any(d in busy for d in s.deps)] if failure is None else []
-            for stage in ready[: jobs - len(running)]:
+            for stage in ready:
+                if len(running) >= jobs or any(exclusive(r) for r in running.values()):
+                    break
+                if exclusive(stage) and running:
+                    continue
                 pending.remove(stage)
                 # A stage that runs alone gets every core; side by side, one thread each (2 threads
                 # per process on a shared 2-core machine collapse several-fold).
-                alone = len(running) == 0 and len(ready) == 1
+                alone = len(running) == 0 and (len(ready) == 1 or exclusive(stage))
                 threads = cfg.threads or (cores if alone else max(1, cores // jobs))
                 fut = pool.submit(_worker, cfg_json, stage.to_json(), heads[stage.id], threads, t_study)
-                running[fut] = stage.id
+                running[fut] = stage
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
