@@ -127,6 +127,7 @@ def test_bad_inputs(tiny_llama, tmp_path):
     out = tmp_path / "out"
     assert_one_line_error(run_cli("clone", src, out, "--factor", "1.5"), "integer ≥ 2")
     assert_one_line_error(run_cli("clone", src, out, "--factor", "1"), "integer ≥ 2")
+    assert_one_line_error(run_cli("clone", src, out, "--factor", "two"), "integer ≥ 2, got two")
     # not Llama-family
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -12,10 +12,21 @@ from growmerge.device import DEVICE_HELP, METAVAR, check_spec
 convert_app = typer.Typer(help="Convert outside checkpoints into safetensors HF directories.", no_args_is_help=True)
 
 
+def factor_option(text: str) -> int:
+    """--factor checked where it is parsed: an integer ≥ 2 (one line, not a traceback later)."""
+    from growmerge.errors import GrowmergeError
+    from growmerge.grow.hyperclone import check_factor
+
+    try:
+        return check_factor(float(text))
+    except (ValueError, GrowmergeError):
+        raise GrowmergeError(f"--factor must be an integer ≥ 2, got {text}") from None
+
+
 def clone(
     src: str = typer.Argument(..., help="source model directory (or hub id)"),
     out: Path = typer.Argument(..., help="output directory"),
-    factor: float = typer.Option(..., "--factor", help="width growth factor k (integer ≥ 2)"),
+    factor: int = typer.Option(..., "--factor", parser=factor_option, metavar="K", help="width growth factor k (integer ≥ 2)"),
     snr_db: Optional[float] = typer.Option(None, "--snr-db", help="add function-preserving ± noise at this SNR (dB)"),
     seed: int = typer.Option(0, help="seed of the noise"),
     untie: bool = typer.Option(False, "--untie", help="write a separate lm_head = [E…E]/k (reference variant)"),
@@ -28,9 +39,9 @@ def clone(
     """HyperClone a Llama-family model ×k: same function, k× wider (hidden, MLP, heads, KV heads)."""
     import time
 
-    from growmerge.grow.hyperclone import check_factor, clone_dir
+    from growmerge.grow.hyperclone import clone_dir
 
-    k = check_factor(factor)
+    k = factor
     if verify:  # a GPU asked for on a machine without one is refused before the clone is written
         from growmerge.device import pick_device
 
