@@ -53,12 +53,50 @@ def generate_cmd(
                                           "persian, lemminflect (default: the language's)"),
     n: int = typer.Option(1000, "--n", help="number of pairs (at most)"),
     seed: int = typer.Option(0, "--seed"),
+    method: str = typer.Option("auto", "--method", help="rules (break agreement or government; sv, da, et, is, "
+                               "fa, en with their default backend), one-feature (the paper's: any one feature, any "
+                               "backend) or auto (rules where the language has them)"),
 ) -> None:
-    """Minimal pairs: one word per sentence changed in exactly one morphological feature."""
+    """Minimal pairs: one word per sentence changed so that it no longer agrees with, or is no longer
+    governed by, another word (or, with --method one-feature, changed in any one feature)."""
     from growmerge.evaluate.perturb.sets import generate_file
 
-    report = generate_file(lang, sentences, out, n=n, seed=seed, backend=backend)
-    print(f"{report['pairs']} pairs -> {out}  features: {report['features']}")
+    report = generate_file(lang, sentences, out, n=n, seed=seed, backend=backend, method=method)
+    print(f"{report['pairs']} pairs ({report['method']}) -> {out}  rules: {report['rules']}")
+    if report.get("filter"):
+        print(f"{report['filter']} filter removed {report['filtered']} pairs: {report['filter_reasons']}")
+
+
+@pairs_app.command("audit")
+def audit_cmd(
+    set_file: Path = typer.Argument(..., metavar="SET", help="a pair set (JSONL with good and bad)"),
+    sample: int = typer.Option(50, "--sample", help="pairs to judge (a seeded random sample)"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="judgement file to write for filling in "
+                                       "(default SET's name + .judge.jsonl)"),
+    judgements: Optional[Path] = typer.Option(None, "--judgements", help="a filled-in judgement file: read it, "
+                                              "and record the validity rate in SET's metadata"),
+) -> None:
+    """Judge a pair set by hand. Without --judgements: print a seeded sample and write it as a
+    judgement file (set "judgement" to good, bad or unsure: is the bad sentence really
+    ungrammatical?). With --judgements: read it back and record the validity rate."""
+    from growmerge.evaluate.perturb import audit
+
+    pairs = audit.read_set(set_file)
+    if judgements is not None:
+        result = audit.validity(pairs, audit.read_judgements(judgements), str(judgements))
+        audit.write_meta(set_file, validity=result)
+        print(f"validity {result['rate']:.3f}: {result['good']} good, {result['bad']} bad, {result['unsure']} unsure "
+              f"of {result['judged']} judged pairs -> {audit.meta_path(set_file)}")
+        return
+    from growmerge.evaluate.perturb.sets import write_jsonl
+
+    rows = audit.sample(pairs, sample, seed)
+    out = out or set_file.with_name(f"{set_file.stem}.judge.jsonl")
+    print(audit.format_sample(rows))
+    write_jsonl(rows, out)
+    print(f"{len(rows)} of {len(pairs)} pairs -> {out} (fill in each \"judgement\": good, bad or unsure; "
+          f"then: growmerge pairs audit {set_file} --judgements {out})")
 
 
 @pairs_app.command("build-la")

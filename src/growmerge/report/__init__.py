@@ -22,14 +22,15 @@ def build_report(run_dir: str | Path, results: Results | None = None) -> Path:
     from growmerge.artifacts import atomic_dir
     from growmerge.report.figures import all_figures
     from growmerge.report.html import render_html, render_markdown
+    from growmerge.report.validity import valid_results
     from growmerge.report.view import StudyView
 
     run_dir = Path(run_dir)
     own = results is None
     results = Results(run_dir, must_exist=True) if own else results
     try:
-        view = StudyView(results)
-        found = findings(view)
+        view = StudyView(results)  # the figures show every set
+        found = findings(StudyView(valid_results(results)))  # the findings only LA sets valid enough
         title = f"growmerge study report: {run_dir.resolve().name}"
         with atomic_dir(run_dir / "report", force=True) as tmp:
             figures = all_figures(view, run_dir, tmp)

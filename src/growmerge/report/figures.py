@@ -272,9 +272,30 @@ def fig_vectors(run_dir: Path, out_dir: Path) -> list[Figure]:
     return out
 
 
+def fig_la_validity(view: StudyView, out_dir: Path) -> Figure:
+    """A table: each LA set's judged validity beside its accuracy, and whether the findings use it."""
+    from growmerge.report.validity import classify
+
+    f = Figure("la-validity", "LA sets: validity and accuracy",
+               "Validity = share of a set's \"bad\" sentences judged really ungrammatical (growmerge pairs audit), "
+               "with the number of judged pairs; accuracy = mean over every model scored on the set.")
+    sets = classify(view.results)
+    status = {id(s): why for why, group in (("used", sets.used), (f"left out (< {sets.threshold:g})", sets.left_out),
+                                            ("used, validity not measured", sets.unmeasured)) for s in group}
+    rows = [[s["lang"], s["dataset"], s["pairs"], "–" if s["validity"] is None else f"{s['validity']:.2f}",
+             s["judged"] or "–", "–" if s["accuracy"] is None else f"{s['accuracy']:.3f}", s["models"], status[id(s)]]
+            for group in (sets.used, sets.left_out, sets.unmeasured) for s in group]
+    rows.sort(key=lambda r: (r[0], r[1]))
+    if not rows:
+        f.note = "no data: no LA scores in the results"
+    f.table = {"columns": ["language", "set", "pairs", "validity", "judged", "accuracy", "models", "findings"],
+               "rows": rows}
+    return f
+
+
 def all_figures(view: StudyView, run_dir: Path, out_dir: Path) -> list[Figure]:
     """Every figure; one that fails on unexpected data becomes a visible note, not a missing report."""
-    makers = [fig_setups, fig_compute_matched, fig_pairwise, fig_methods, fig_training]
+    makers = [fig_setups, fig_la_validity, fig_compute_matched, fig_pairwise, fig_methods, fig_training]
     figs = []
     for make in makers:
         try:

@@ -5,7 +5,8 @@ FK accuracy, IP; means over datasets and, where stated, over languages, with the
 on the same cells). Noise rule: a difference counts only if |Δ| > max(0.002, 2·SE(Δ)), with SE from
 the binomial √(p(1−p)/n) for accuracies and ip_std/√n for IP (0 when n is unknown). Status:
 ✗ if any claim is contradicted beyond noise, ✓ if every claim holds, otherwise inconclusive
-(data missing, or a difference within noise).
+(data missing, or a difference within noise). LA sets whose judged validity (share of "bad"
+sentences really ungrammatical) is below the LA task's ``min_validity`` are left out, and said so.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from growmerge.names import REFERENCE
+from growmerge.report.validity import valid_results
 from growmerge.report.view import StudyView
 from growmerge.evaluate.tasks import TASKS
 from growmerge.ledger import Cell, Results, mean_cell
@@ -268,13 +270,23 @@ RULE = ("A difference counts only if |Δ| > max(0.002, 2·SE); SE is binomial fo
         "for IP. ✗ if any claim is contradicted beyond noise, ✓ if all hold, else inconclusive.")
 
 
-def findings(results: Results | StudyView) -> list[dict]:
-    """[{number, text, status, evidence}] for the paper's nine findings, computed from the results."""
-    view = results if isinstance(results, StudyView) else StudyView(results)
-    out = []
+class Findings(list):
+    """The findings rows, and a note on the LA sets they used (``note``; '' if nothing to say)."""
+
+    note: str = ""
+
+
+def findings(results: Results | StudyView, min_validity: float | None = None) -> Findings:
+    """[{number, text, status, evidence}] for the paper's nine findings, computed from the results.
+    LA sets whose judged validity is below `min_validity` (default: the LA task's option in the
+    run's plan, else 0.8) are left out; a StudyView is used as given."""
+    view = results if isinstance(results, StudyView) else StudyView(valid_results(results, min_validity))
+    out = Findings()
     for number, (text, check) in enumerate(FINDINGS, start=1):
         status, evidence = verdict(check(view))
         out.append({"number": number, "text": text, "status": status, "evidence": evidence})
+    sets = getattr(view.results, "sets", None)
+    out.note = sets.note() if sets is not None else ""
     return out
 
 
@@ -284,4 +296,6 @@ def findings_text(found: list[dict]) -> str:
     for f in found:
         lines.append(f"{f['number']}. [{f['status']}] {f['text']}")
         lines += [f"     {part}" for part in f["evidence"].split("; ")]
+    if getattr(found, "note", ""):
+        lines.append(found.note)
     return "\n".join(lines)

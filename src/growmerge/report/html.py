@@ -71,6 +71,7 @@ def render_html(title: str, found: list[dict], figures: list[Figure], models: di
         f"{n_merges} merges.</p>",
         "<h2>Findings of the paper, checked on this run</h2>",
         findings_table(found),
+        *([f'<p class="cap" id="la-sets">{esc(found.note)}</p>'] if getattr(found, "note", "") else []),
         f'<p class="cap">{esc(RULE)}</p>',
         "<h2>Figures</h2>",
         *(figure_html(f, out_dir) for f in figures),
@@ -88,6 +89,8 @@ def md_cell(x) -> str:
 def render_markdown(title: str, found: list[dict], figures: list[Figure]) -> str:
     lines = [f"# {title}", "", "## Findings", "", "| # | Finding (paper) | This run | Evidence |", "|---|---|---|---|"]
     lines += [f"| {f['number']} | {md_cell(f['text'])} | {f['status']} | {md_cell(f['evidence'])} |" for f in found]
+    if getattr(found, "note", ""):
+        lines += ["", found.note]
     lines += ["", RULE, "", "## Figures", ""]
     for f in figures:
         files = ", ".join(f"![{name}]({name})" for name in f.files)

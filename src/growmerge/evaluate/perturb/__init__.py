@@ -1,4 +1,5 @@
-"""Minimal-pair generation: one word changed in exactly one morphological feature."""
+"""Minimal-pair generation: one word changed so that it breaks agreement or government (``rules/``,
+per language), or in exactly one morphological feature (``generate.py``, the paper's method)."""
 
 from growmerge.evaluate.perturb.generate import generate_pairs, read_sentences
 from growmerge.evaluate.perturb.inflector import (DEFAULT_BACKEND, INFLECTORS, Inflector, UniMorphInflector,

@@ -9,9 +9,11 @@ In the swe-dan pair, ``swe-dan.automorf`` analyses Swedish and ``dan-swe.autogen
 (and the other way round for Danish). Whole batches go through one ``lt-proc`` process.
 
 Covered: nouns (number, definiteness, nominative/genitive), adjectives (gender, number,
-definiteness, degree), verbs (present/past, active/passive). Apertium leaves the nominative
-unmarked; we add a ``nom`` tag when analysing and drop it when generating so that case is a
-dimension like any other. Compound and multiword analyses are ignored.
+definiteness, degree), verbs (infinitive, present, past, supine, participle; active/passive);
+determiners, pronouns and the rest are analysed with all their tags (the rules read them). A form
+is generated from a tag sequence seen for its lemma with the changed tags swapped in (Apertium's
+generator wants the tags in its own order). Apertium leaves the nominative unmarked; we add a
+``nom`` tag when analysing and drop it when generating so that case is a dimension like any other. Compound and multiword analyses are ignored.
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ def locate(lang: str) -> tuple[list[str], dict, Path]:
 
 class ApertiumInflector(Inflector):
     name = "apertium"
-    dimensions = {"Number": ("sg", "pl"), "Definiteness": ("def", "ind"), "Case": ("nom", "gen"),
-                  "Gender": ("ut", "nt"), "Degree": ("pst", "comp", "sup"), "Tense": ("pres", "past"),
-                  "Voice": ("actv", "pasv")}
+    dimensions = {"Number": ("sg", "pl", "sp"), "Definiteness": ("def", "ind"), "Case": ("nom", "gen"),
+                  "Gender": ("ut", "nt", "un", "fn"), "Degree": ("pst", "comp", "sup"),
+                  "VForm": ("inf", "pres", "past", "supn", "pp", "imp"), "Voice": ("actv", "pasv")}
 
     def __init__(self, lang: str):
         if lang not in FILES:
@@ -119,15 +121,23 @@ class ApertiumInflector(Inflector):
         return self.analyze_many([word])[word]
 
     def _sequence(self, lemma: str, feats: frozenset) -> tuple[str, ...] | None:
-        """The tag order for `feats`: a seen sequence of the lemma with the one changed tag swapped."""
+        """The tag order for `feats`: a seen sequence of the lemma with its tags swapped, dimension by
+        dimension, for those of `feats`; for a verb without such a sequence, the verb order."""
         for seq in sorted(self._templates.get(lemma, ())):
-            gone, added = set(seq) - feats, feats - set(seq)
-            if not gone and not added:
-                return seq
-            if len(gone) == 1 and len(added) == 1:
-                old, new = next(iter(gone)), next(iter(added))
-                if self.dimension_of(old) == self.dimension_of(new):
-                    return tuple(new if t == old else t for t in seq)
+            if len(seq) != len(feats):
+                continue
+            added = feats - set(seq)
+            by_dim = {self.dimension_of(t): t for t in added}
+            if len(by_dim) != len(added) or None in by_dim:
+                continue
+            out = tuple(t if t in feats else by_dim.get(self.dimension_of(t), t) for t in seq)
+            if set(out) == feats:
+                return out
+        pos = lemma.split("|")[1] if "|" in lemma else ""
+        if pos.startswith("v") and pos in feats:
+            rest = sorted(feats - {pos}, key=lambda t: (self.dimension_of(t) != "VForm", t))
+            if all(self.dimension_of(t) in ("VForm", "Voice") for t in rest):
+                return (pos, *rest)
         return None
 
     def generate_many(self, requests) -> dict[Reading, list[str]]:

@@ -1,7 +1,7 @@
 """English through `lemminflect` (a packaged lemma and inflection lexicon with Penn tags).
 
-Covered: noun number (NN ↔ NNS), present-tense agreement (VBZ ↔ VBP) and past finite vs
-participle (VBD ↔ VBN). Penn tags map to feature sets so that each of these is one feature.
+Covered: noun number (NN ↔ NNS), present-tense agreement (VBZ ↔ VBP), past finite vs
+participle (VBD ↔ VBN) and the base form (VB). Penn tags map to feature sets so that each of these is one feature.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from growmerge.evaluate.perturb.inflector import Inflector, Reading
 PENN = {
     "NN": {"N", "SG"}, "NNS": {"N", "PL"},
     "VBZ": {"V", "PRS", "3SG"}, "VBP": {"V", "PRS", "NON3SG"},
-    "VBD": {"V", "PST", "FIN"}, "VBN": {"V", "PST", "PTCP"},
+    "VBD": {"V", "PST", "FIN"}, "VBN": {"V", "PST", "PTCP"}, "VB": {"V", "INF"},
 }
-UPOS = {"NOUN": ("NN", "NNS"), "VERB": ("VBZ", "VBP", "VBD", "VBN")}
+UPOS = {"NOUN": ("NN", "NNS"), "VERB": ("VB", "VBZ", "VBP", "VBD", "VBN")}
 TAG_OF = {frozenset(v): k for k, v in PENN.items()}
 
 
 class EnglishInflector(Inflector):
     name = "lemminflect"
     dimensions = {"Number": ("SG", "PL"), "Agreement": ("3SG", "NON3SG"), "Finiteness": ("FIN", "PTCP")}
+    # "INF" (the base form) is no dimension value: the paper's one-feature changes never produce it.
 
     def __init__(self):
         import lemminflect

@@ -3,8 +3,9 @@
 estnltk is installed without its dependencies, so ``import estnltk`` fails; its ``vabamorf``
 subpackage is self-contained, so we import it from the package directory directly.
 
-Covered: nouns and adjectives (number × 14 cases) and finite indicative active verbs (present and
-past × person × number). Unknown words are not guessed (a generated form must be a real word).
+Covered: nouns, adjectives, pronouns and numerals (number × 14 cases), finite indicative active verbs
+(present and past × person × number), the da- and ma-infinitives, the connegative and the
+nud-participle. Unknown words are not guessed (a generated form must be a real word).
 """
 
 from __future__ import annotations
@@ -39,20 +40,30 @@ def load_morf():
     return morf
 
 
+NOMINALS = ("S", "A", "C", "U", "O", "N", "P")  # noun, adjective, comparative, superlative, ordinal, numeral, pronoun
+VERB_FORMS = {"da": "DA", "ma": "MA", "o": "CONNEG", "nud": "NUD"}  # infinitives, connegative, nud-participle
+FORM_OF = {v: k for k, v in VERB_FORMS.items()}
+
+
 def to_feats(pos: str, form: str) -> list[frozenset]:
-    if pos in ("S", "A"):
+    if pos in NOMINALS:
         parts = form.split()
         if len(parts) == 2 and parts[0] in ("sg", "pl") and parts[1] in CASES:
             return [frozenset({pos, parts[0].upper(), parts[1]})]
     if pos == "V" and form in VERB_CODES:
         feats = [VERB_CODES[form]] + ([PAST_3PL] if form == "sid" else [])
         return [frozenset({"V", *f}) for f in feats]
+    if pos == "V" and form in VERB_FORMS:
+        return [frozenset({"V", VERB_FORMS[form]})]
     return []
 
 
 def to_form(feats: frozenset) -> str | None:
     if "V" in feats:
-        key = tuple(next(f for f in feats if f in vals) for vals in (("PRS", "PST"), ("1", "2", "3"), ("SG", "PL")))
+        other = [FORM_OF[f] for f in feats if f in FORM_OF]
+        if other:
+            return other[0]
+        key = tuple(next((f for f in feats if f in vals), None) for vals in (("PRS", "PST"), ("1", "2", "3"), ("SG", "PL")))
         return VERB_FEATS.get(key)
     number = "sg" if "SG" in feats else "pl"
     case = next((c for c in CASES if c in feats), None)
@@ -61,7 +72,8 @@ def to_form(feats: frozenset) -> str | None:
 
 class EstonianInflector(Inflector):
     name = "vabamorf"
-    dimensions = {"Number": ("SG", "PL"), "Case": CASES, "Tense": ("PRS", "PST"), "Person": ("1", "2", "3")}
+    dimensions = {"Number": ("SG", "PL"), "Case": CASES, "Tense": ("PRS", "PST"), "Person": ("1", "2", "3"),
+                  "VForm": ("DA", "MA", "CONNEG", "NUD")}
 
     def __init__(self):
         self.morf = load_morf()

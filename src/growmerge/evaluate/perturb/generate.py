@@ -1,4 +1,7 @@
-"""The paper's custom BLiMP: replace one word by a form of its lemma that differs in one feature.
+"""The paper's custom BLiMP: replace one word by a form of its lemma that differs in one feature
+(``--method one-feature``; for any backend, e.g. a UniMorph table). The rules of ``rules/`` do
+better where a language has them: a free feature (tense, mood, number) makes a grammatical "bad"
+sentence about half the time.
 
 A candidate (word → form) is kept only if the form is a real word (the inflector analyses it) and
 is not syncretic: no reading of the new form is also a reading of the original word (otherwise the
@@ -85,37 +88,48 @@ def candidates(sentences: list[str], inflector) -> list[Candidate]:
     return out
 
 
-def generate_pairs(sentences: list[str], inflector, n: int, seed: int = 0) -> list[dict]:
-    """Up to `n` minimal pairs ``{good, bad, phenomenon=feature dimension, ...}``, balanced
-    round-robin over the changed dimension. Each pass over the candidates uses a sentence at most
-    once, so a sentence gets a second pair (another word) only when one per sentence is not enough."""
+def round_robin(cands: list, group, slot, make, n: int, seed: int = 0) -> list[dict]:
+    """Up to `n` pairs from candidates, balanced round-robin over `group(c)` and seeded. Each pass
+    uses a sentence (``c.sentence``) at most once, so a sentence gets a second pair only when one
+    per sentence is not enough; a `slot(c)` is used once. `make(c)` returns the pair, or None to
+    veto the candidate (a parser filter)."""
     rng = random.Random(seed)
-    pending: dict[str, list[Candidate]] = {}
-    for c in candidates(sentences, inflector):
-        pending.setdefault(c.dimension, []).append(c)
-    for dim in sorted(pending):
-        rng.shuffle(pending[dim])
-    used_spans, out = set(), []
+    pending: dict[str, list] = {}
+    for c in cands:
+        pending.setdefault(group(c), []).append(c)
+    for key in sorted(pending):
+        rng.shuffle(pending[key])
+    used, out = set(), []
     while len(out) < n and any(pending.values()):
-        in_pass, deferred = set(), {d: [] for d in pending}
+        in_pass, deferred = set(), {k: [] for k in pending}
         while len(out) < n and any(pending.values()):
-            for dim in sorted(pending):
-                queue = pending[dim]
+            for key in sorted(pending):
+                queue = pending[key]
                 while queue:
                     c = queue.pop()
-                    if (c.sentence, c.start) in used_spans:
+                    if slot(c) in used:
                         continue
                     if c.sentence in in_pass:
-                        deferred[dim].append(c)
+                        deferred[key].append(c)
+                        continue
+                    pair = make(c)
+                    if pair is None:
                         continue
                     in_pass.add(c.sentence)
-                    used_spans.add((c.sentence, c.start))
-                    out.append(_pair(sentences[c.sentence], c))
+                    used.add(slot(c))
+                    out.append(pair)
                     break
                 if len(out) >= n:
                     break
-        pending = {d: q[::-1] for d, q in deferred.items()}
+        pending = {k: q[::-1] for k, q in deferred.items()}
     return out
+
+
+def generate_pairs(sentences: list[str], inflector, n: int, seed: int = 0) -> list[dict]:
+    """Up to `n` minimal pairs ``{good, bad, phenomenon=feature dimension, ...}``, balanced
+    round-robin over the changed dimension, one pair per word position."""
+    return round_robin(candidates(sentences, inflector), lambda c: c.dimension, lambda c: (c.sentence, c.start),
+                       lambda c: _pair(sentences[c.sentence], c), n, seed)
 
 
 def _pair(sentence: str, c: Candidate) -> dict:

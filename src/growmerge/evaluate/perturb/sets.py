@@ -24,17 +24,44 @@ def write_jsonl(rows: list[dict], out: str | Path) -> Path:
     return out
 
 
+METHODS = ("auto", "rules", "one-feature")
+
+
 def generate_file(lang: str, sentences: str | Path, out: str | Path, n: int = 1000, seed: int = 0,
-                  backend: str | None = None) -> dict:
-    """Generate pairs for one language from a sentence file; returns a short report."""
+                  backend: str | None = None, method: str = "auto") -> dict:
+    """Generate pairs for one language from a sentence file; returns a short report, which also goes
+    into the set's metadata file (``<set>.meta.json``).
+
+    `method`: ``rules`` breaks agreement or government (the language's rules, its default backend);
+    ``one-feature`` is the paper's change of any one feature (any backend, e.g. a UniMorph table);
+    ``auto`` takes the rules when the language has them and the backend is its default."""
+    from growmerge.evaluate.perturb.audit import write_meta
+    from growmerge.evaluate.perturb.rules import RULESETS, rule_pairs
+
+    if method not in METHODS:
+        raise GrowmergeError(f"unknown pair method {method!r}; choose one of {', '.join(METHODS)}")
+    default = backend is None or backend == DEFAULT_BACKEND.get(lang)
+    if method == "auto":
+        method = "rules" if lang in RULESETS and default else "one-feature"
+    if method == "rules" and (lang not in RULESETS or not default):
+        raise GrowmergeError(f"agreement rules exist for {', '.join(sorted(RULESETS))} with their default "
+                             f"backends, not for {lang!r} with {backend or 'no backend'}; use --method one-feature")
     inflector = get_inflector(backend, lang)
-    pairs = [dict(p, lang=lang) for p in generate_pairs(read_sentences(sentences), inflector, n, seed)]
+    texts = read_sentences(sentences)
+    extra = {}
+    if method == "rules":
+        found, extra = rule_pairs(texts, inflector, lang, n, seed)
+    else:
+        found = generate_pairs(texts, inflector, n, seed)
+    pairs = [dict(p, lang=lang) for p in found]
     if not pairs:
         raise GrowmergeError(f"{sentences}: no minimal pair could be generated (backend {inflector.name})")
     write_jsonl(pairs, out)
-    return {"lang": lang, "pairs": len(pairs), "out": str(out), "backend": inflector.name,
-            "features": dict(Counter(p["feature"] for p in pairs)),
-            "changes": dict(Counter(f"{p['feature']}:{p['from']}>{p['to']}" for p in pairs).most_common())}
+    report = {"lang": lang, "pairs": len(pairs), "out": str(out), "backend": inflector.name, "method": method,
+              "sentences": len(texts), "features": dict(Counter(p["feature"] for p in pairs)),
+              "rules": dict(Counter(p.get("rule", p["feature"]) for p in pairs)), **extra}
+    write_meta(out, **{k: v for k, v in report.items() if k != "out"}, validity=None)
+    return report
 
 
 def build_la_sets(run_dir: str | Path, langs: list[str] | None = None, n: int = 1000, seed: int = 0) -> list[dict]:

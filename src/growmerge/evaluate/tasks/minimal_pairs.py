@@ -8,12 +8,17 @@ from pydantic import Field
 
 from growmerge.config import Strict
 from growmerge.errors import GrowmergeError
-from growmerge.evaluate.tasks import EvalTask, PrepareEnv, ScoreEnv, pair_rows, register, sample_rows
+from growmerge.evaluate.tasks import EvalTask, PrepareEnv, ScoreEnv, pair_rows, register, row, sample_rows
 
 
 class LAOptions(Strict):
     pairs: int = Field(300, ge=1)  # generated minimal pairs per language
     extra: dict[str, list[Path]] = Field(default_factory=dict)  # lang -> more files (BLiMP, MultiBLiMP…)
+    # lang -> a judgement file (`growmerge pairs audit`): its judged pairs found in the generated set
+    # give the set's validity rate (share of "bad" sentences judged ungrammatical)
+    judgements: dict[str, Path] = Field(default_factory=dict)
+    # the findings table uses only LA sets whose measured validity is at least this
+    min_validity: float = Field(0.8, ge=0.0, le=1.0)
 
 
 class FKOptions(Strict):
@@ -28,7 +33,11 @@ class MinimalPairTask(EvalTask):
     def score(self, scorer, data, lang: str, model_dir: Path, env: ScoreEnv) -> list[dict]:
         from growmerge.evaluate.pairs import score_pairs
 
-        return pair_rows(self.name, score_pairs(scorer, data), data.name)
+        rows = pair_rows(self.name, score_pairs(scorer, data), data.name)
+        validity = (data.meta or {}).get("validity")
+        if validity:  # a property of the set, recorded beside every model's accuracy on it
+            rows.append(row(self.name, data.name, "validity", validity["rate"], validity["judged"]))
+        return rows
 
 
 class Acceptability(MinimalPairTask):
@@ -41,16 +50,34 @@ class Acceptability(MinimalPairTask):
         sentences = env.held_out("sentences", f"{lang}.txt")
         if not sentences.is_file():
             return
+        out = env.set_file(self.name, lang)
         try:
-            report = generate_file(lang, sentences, env.set_file(self.name, lang), opts.pairs, env.seed)
-            env.say(f"LA {lang}: {report['pairs']} pairs ({report['backend']}; {len(report['features'])} features)")
+            report = generate_file(lang, sentences, out, opts.pairs, env.seed)
+            env.say(f"LA {lang}: {report['pairs']} pairs ({report['backend']}, {report['method']}; "
+                    f"{len(report['rules'])} rules)")
         except GrowmergeError as exc:  # one language without a morphology backend must not stop the study
             env.say(f"LA {lang}: no generated set ({exc})")
+            return
+        if lang in opts.judgements:
+            from growmerge.evaluate.perturb import audit
+
+            judged = audit.read_judgements(opts.judgements[lang])  # a missing or malformed file is an error
+            try:
+                result = audit.validity(audit.read_set(out), judged, str(opts.judgements[lang]))
+            except GrowmergeError as exc:  # judged on other text: the set's validity stays unmeasured
+                env.say(f"LA {lang}: validity not measured ({exc})")
+                return
+            audit.write_meta(out, validity=result)
+            env.say(f"LA {lang}: validity {result['rate']:.2f} ({result['judged']} judged pairs)")
 
     def load(self, source, lang: str, seed: int):
         from growmerge.evaluate.pairs import read_pairs
+        from growmerge.evaluate.perturb.audit import read_meta
 
-        return read_pairs(source)
+        data = read_pairs(source)
+        if Path(source).suffix == ".jsonl":
+            data.meta = {**data.meta, **read_meta(source)}
+        return data
 
 
 class Knowledge(MinimalPairTask):
