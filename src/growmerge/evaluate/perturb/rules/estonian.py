@@ -32,6 +32,7 @@ PRONOUNS = {"ma": ("1", "SG"), "mina": ("1", "SG"), "sa": ("2", "SG"), "sina": (
             "meie": ("1", "PL"), "te": ("2", "PL"), "teie": ("2", "PL"), "nad": ("3", "PL"), "nemad": ("3", "PL"),
             "ta": ("3", "SG")}
 QUANTITY = {"enamik", "osa", "hulk", "rida", "paar", "mitu", "arv", "kogus", "enamus"}
+IMPERSONAL = {"tulema", "saama"}  # "tuleb/saab teha": a nominative next to them is an object, not a subject
 MODALS_DA = {"võima", "tohtima", "oskama", "soovima", "tahtma"}
 MODALS_MA = {"pidama", "hakkama"}
 PERSONS = [(p, n) for n in ("SG", "PL") for p in ("1", "2", "3")]
@@ -157,7 +158,7 @@ def subject_verb(sent: Sentence):
                     yield from _person_edits(sent, v, i, person, number, "pronoun")
     # A sentence-initial nominative noun and the finite verb right after it.
     if len(sent) > 1 and only(sent[0], "S") and sent[0].low not in QUANTITY and sent[1].joined() \
-            and finite_verb(sent[1]):
+            and finite_verb(sent[1]) and not {lemma_of(r) for r in sent[1].readings} & IMPERSONAL:
         cn = {case_number(f) for _, f in sent[0].readings}
         if len(cn) == 1 and next(iter(cn))[0] == "n":
             yield from _person_edits(sent, 1, 0, "3", next(iter(cn))[1], "noun")

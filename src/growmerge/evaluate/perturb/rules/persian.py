@@ -52,8 +52,12 @@ def nouns() -> frozenset:
     return frozenset(out)
 
 
+# بودن: hazm lists its present stem as است, whose table forms (*می‌استد) are no words
+NO_FORMS = {"بود#است"}
+
+
 def verb_readings(tok: Token):
-    return [(lemma, f) for lemma, f in tok.readings if "V" in f]
+    return [(lemma, f) for lemma, f in tok.readings if "V" in f and lemma not in NO_FORMS]
 
 
 def person_number(f) -> tuple:
@@ -121,7 +125,7 @@ def subject_verb(sent: Sentence):
             continue
         person, number = PRONOUNS[tok.text]
         for j in clause(sent, i):
-            if verb_readings(sent[j]):
+            if any("V" in f for _, f in sent[j].readings):  # the clause's first verb form decides
                 if only_verb(sent[j]):
                     yield from _verb_edits(sent, j, i, person, number, "subject-verb")
                 break
@@ -152,7 +156,7 @@ def verb_form(sent: Sentence):
             if not verb_readings(sent[j]):
                 continue
             if only_verb(sent[j]):
-                short = next(((lemma, f) for lemma, f in sent[j].readings
+                short = next(((lemma, f) for lemma, f in verb_readings(sent[j])
                               if {"PST", "3", "SG", "IND"} <= f and "NEG" not in f), None)
                 if short is not None:
                     lemma, f = short
@@ -176,7 +180,7 @@ def mood(sent: Sentence):
             continue
         for j in clause(sent, i):
             if verb_readings(sent[j]):
-                sbjv = next(((lemma, f) for lemma, f in sent[j].readings if "SBJV" in f), None)
+                sbjv = next(((lemma, f) for lemma, f in verb_readings(sent[j]) if "SBJV" in f), None)
                 if only_verb(sent[j]) and sbjv is not None:
                     lemma, f = sbjv
                     yield Edit(j, i, "mood", "Mood", "SBJV", "IND", requests=[(lemma, (f - {"SBJV"}) | {"IND", "PRS"})],
