@@ -145,13 +145,16 @@ def test_bad_inputs(tiny_llama, tmp_path):
         (bad / "model.safetensors").write_bytes(mangle((src / "model.safetensors").read_bytes()))
         assert_one_line_error(run_cli("clone", bad, out, "--factor", "2"), "safetensors")
     assert not out.exists() and not list(tmp_path.glob("out.tmp-*"))  # nothing written by any failure
-    # existing non-empty output, then --force replaces it
+    # existing non-empty output: refused; --force replaces only a previous clone, never other files
     out.mkdir()
     (out / "keep.txt").write_text("precious")
     assert_one_line_error(run_cli("clone", src, out, "--factor", "2"), "not empty")
+    assert_one_line_error(run_cli("clone", src, out, "--factor", "2", "--force"), "replaces only a previous clone")
     assert (out / "keep.txt").read_text() == "precious"
-    assert run_cli("clone", src, out, "--factor", "2", "--force").returncode == 0
-    assert json.loads((out / "config.json").read_text())["hidden_size"] == 128
+    (out / "keep.txt").unlink()
+    assert run_cli("clone", src, out, "--factor", "2").returncode == 0
+    assert run_cli("clone", src, out, "--factor", "3", "--force").returncode == 0
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == 192
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a typo in a study YAML must never be silently ignored."""
+    """Unknown keys are errors: a typo in a study YAML must never be silently ignored. Float fields
+    refuse NaN and infinities (`.nan`, `.inf` in YAML): no setting is meaningful at either."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=False, protected_namespaces=(), allow_inf_nan=False)
 
 
 def read_yaml(path: str | Path) -> dict:

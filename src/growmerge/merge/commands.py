@@ -31,11 +31,14 @@ class RegistryHelp(TyperCommand):
 
 def parse_models(pairs: list[str]) -> dict[str, Path]:
     """`lang=dir` arguments -> {lang: Path}; each language once."""
+    from growmerge.artifacts import check_name
+
     models: dict[str, Path] = {}
     for pair in pairs:
         lang, sep, path = pair.partition("=")
         if not sep or not lang or not path:
             raise GrowmergeError(f"{pair!r}: expected lang=model_dir (e.g. isl=runs/x/models/isl-1x)")
+        check_name(lang, "language")  # it names output directories
         if lang in models:
             raise GrowmergeError(f"language {lang!r} is given twice")
         models[lang] = Path(path)

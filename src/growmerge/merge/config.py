@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import ConfigDict, field_validator
 
 from growmerge.config import Strict, load_yaml, parse
 
@@ -33,13 +33,21 @@ DTYPES = ("float16", "bfloat16", "float32", "float64")
 Scalar = bool | int | float
 
 
+# NaN and infinities pass the schema here so that the registry's check names the parameter and its
+# range ("weight=nan is outside (-inf, inf)") rather than pydantic's union branch.
+REGISTRY_CHECKS_NUMBERS = ConfigDict(**{**Strict.model_config, "allow_inf_nan": True})
+
+
 class ModelEntry(Strict):
+    model_config = REGISTRY_CHECKS_NUMBERS
     model: str
     parameters: dict[str, Scalar] = {}
 
 
 class MergeSpec(Strict):
     """One merge: mergekit's top-level keys plus an optional ``seed`` (mergekit's --random-seed)."""
+
+    model_config = REGISTRY_CHECKS_NUMBERS
 
     merge_method: str
     base_model: str | None = None

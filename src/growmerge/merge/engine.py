@@ -2,7 +2,12 @@
 
 Tensors are processed in lexicographic name order (mergekit's execution order, which fixes the
 order of DARE's random draws), inputs in config order. Only the tensors of one name across the
-inputs are in memory at a time. The output directory appears in one rename when complete.
+inputs are in memory at a time. The output directory appears in one rename when complete; an input
+written by another process meanwhile, or an output tensor that is NaN or infinite, stops the merge
+with one error line and nothing written (compat mode writes mergekit's NaNs, with a warning).
+
+Every merge records a fingerprint of what produced it (its inputs' identities, method, resolved
+parameters, dtypes, seed, mode): merge-grid redoes exactly the cells whose fingerprint changed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from growmerge.artifacts import atomic_dir, copy_tokenizer_files, ensure_free, read_meta, write_meta
+from growmerge.artifacts import (atomic_dir, check_room, copy_tokenizer_files, ensure_free, fingerprint_of,
+                                 model_identity, read_meta, write_meta)
 from growmerge.merge.config import MergeSpec
 from growmerge.merge.fast import release_scratch
 from growmerge.merge.registry import Ctx, Method, Params, get_method
@@ -55,7 +61,8 @@ class MergeJob:
     base: int | None
     ctx: Ctx
     out_dtype: torch.dtype | None
-    out: Path | None = None
+    out: Path | None = None  # where it is written (a temporary directory)
+    label: Path | None = None  # the output as the user named it (for messages)
     writer: ShardWriter | None = field(default=None, repr=False)
 
     def merge_tensor(self, name: str, inputs: list, out_buf: torch.Tensor) -> torch.Tensor:
@@ -101,7 +108,21 @@ def write_config(src: ModelTensors, dst: Path, dtype: str | None) -> None:
     (dst / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def merge_meta(spec: MergeSpec, compat: bool, warnings: list[str], extra: dict | None) -> dict:
+def merge_fingerprint(spec: MergeSpec, compat: bool, identity=model_identity) -> str:
+    """Hash of what determines a merge's bits: the inputs' identities (not their paths), the method,
+    its resolved parameters, dtypes, seed and mode. `identity`: model dir -> identity (merge-grid
+    passes a memoised one)."""
+    method = get_method(spec.merge_method)
+    return fingerprint_of({
+        "method": spec.merge_method, "params": vars(method.resolve(spec)), "dtype": spec.dtype,
+        "out_dtype": spec.out_dtype, "seed": spec.seed if spec.seed is not None else 0, "compat": compat,
+        "models": [identity(p) for p in spec.model_paths],
+        "base": identity(spec.base_path) if spec.base_path else None,
+    })
+
+
+def merge_meta(spec: MergeSpec, compat: bool, warnings: list[str], extra: dict | None,
+               fingerprint: str | None = None) -> dict:
     """growmerge.json of a merge. FLOPs: the sum of the merged models' cumulative FLOPs (each
     already includes its base's, so the base is not counted again)."""
     metas = [read_meta(p) for p in spec.model_paths]
@@ -119,15 +140,39 @@ def merge_meta(spec: MergeSpec, compat: bool, warnings: list[str], extra: dict |
         "mode": "mergekit-compat" if compat else "default",
         "warnings": warnings,
         "flops": {"self": 0.0, "cumulative": flops},
+        "fingerprint": fingerprint or merge_fingerprint(spec, compat),
     }
     meta.update(extra or {})
     return meta
 
 
+def non_finite_warning(job: "MergeJob") -> list[str]:
+    """compat mode writes mergekit's NaNs (its float16 MultiSlerp): said, never silent."""
+    bad = job.writer.non_finite
+    if not bad:
+        return []
+    msg = (f"{len(bad)} tensor(s) hold NaN or infinite values, as mergekit 0.1.5 writes them (e.g. {bad[0]}); "
+           "the default mode never does")
+    print(f"warning: {job.label or job.out}: {msg}", file=sys.stderr)
+    return [msg]
+
+
 def open_inputs(spec: MergeSpec) -> tuple[list[ModelTensors], int | None]:
     """Readers for the base (index 0, if any) followed by the models in config order."""
     paths = ([spec.base_path] if spec.base_path else []) + spec.model_paths
-    return [ModelTensors(p) for p in paths], (0 if spec.base_path else None)
+    return open_readers(paths), (0 if spec.base_path else None)
+
+
+def open_readers(paths: list[Path]) -> list[ModelTensors]:
+    readers: list[ModelTensors] = []
+    try:
+        for p in paths:
+            readers.append(ModelTensors(p))
+    except BaseException:
+        for r in readers:
+            r.close()
+        raise
+    return readers
 
 
 class BackgroundWriter:
@@ -191,18 +236,35 @@ def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, ro
              device: str = "cpu") -> None:
     """Stream every tensor name once through all jobs: each input tensor is read once.
 
-    Inputs are zero-copy views of the files (released after each name) and default-mode results go
-    into reused output buffers: fresh full-size tensors would pay page faults on every tensor.
-    `progress(total)` may return a callback that is called after each tensor name. `device`
-    (auto, cpu, cuda, cuda:N): where the default mode computes, chunk by chunk; results are
-    always written from the CPU."""
+    Inputs are zero-copy views of the files (leased, and released after each name; see
+    artifacts.ModelTensors) and default-mode results go into reused output buffers: fresh full-size
+    tensors would pay page faults on every tensor. `progress(total)` may return a callback that is
+    called after each tensor name. `device` (auto, cpu, cuda, cuda:N): where the default mode
+    computes, chunk by chunk; results are always written from the CPU. The readers are closed at the
+    end, whatever happens (which releases their leases)."""
+    try:
+        for r in readers:
+            r.lease()
+        _run_jobs(readers, jobs, compat, rounded, progress, device)
+        for r in readers:  # before anything is published: an input written meanwhile spoils the merge
+            r.check_unchanged()
+    finally:
+        for r in readers:
+            r.close()
+        release_scratch()
+
+
+def _run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, rounded, progress,
+              device: str) -> None:
     dev = compute_device(device, compat)
     for job in jobs:
         job.ctx.device = dev
     layout = merged_layout(readers)
-    tick = progress(len(layout)) if progress else None
     for job in jobs:
-        job.writer = ShardWriter(job.out, output_layout(layout, job.out_dtype))
+        job.writer = ShardWriter(job.out, output_layout(layout, job.out_dtype), strict=not compat, label=job.label)
+    check_room(sum(i.nbytes for job in jobs for i in job.writer.layout.values()), jobs[0].out.parent,
+               f"writing {len(jobs)} merged model(s)")
+    tick = progress(len(layout)) if progress else None
     needed = sorted({i for job in jobs for i in job.models + ([job.base] if job.base is not None else [])})
     writes = BackgroundWriter(max(i.nbytes for job in jobs for i in job.writer.layout.values()))
     try:
@@ -224,9 +286,6 @@ def run_jobs(readers: list[ModelTensors], jobs: list[MergeJob], compat: bool, ro
         writes.close()
     for job in jobs:
         job.writer.finish()
-    for r in readers:
-        r.close()
-    release_scratch()
 
 
 def finish_dir(tmp: Path, donor: ModelTensors, out_dtype: str | None, meta: dict) -> None:
@@ -237,16 +296,21 @@ def finish_dir(tmp: Path, donor: ModelTensors, out_dtype: str | None, meta: dict
 
 def merge(spec: MergeSpec, out: Path, compat: bool = False, force: bool = False,
           meta: dict | None = None, device: str = "cpu") -> Path:
-    """Merge per `spec` into the HF directory `out` (atomic); returns `out`. `device`: see run_jobs."""
+    """Merge per `spec` into the HF directory `out` (atomic); returns `out`. `device`: see run_jobs.
+    `out` may not be, contain or lie inside an input; --force replaces only a previous merge."""
     warnings = spec.check()
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    out = ensure_free(Path(out), force)
+    inputs = [spec.base_path, *spec.model_paths]
+    out = ensure_free(Path(out), force, kind="merge", inputs=inputs)
     readers, base = open_inputs(spec)
     first_model = 1 if base is not None else 0
     job = job_for(spec, compat, list(range(first_model, len(readers))), base)
-    with atomic_dir(out, force=force) as tmp:
-        job.out = tmp
+    fingerprint = merge_fingerprint(spec, compat)
+    with atomic_dir(out, force=force, kind="merge", inputs=inputs) as tmp:
+        job.out, job.label = tmp, out
         run_jobs(readers, [job], compat, job.ctx.rounded, device=device)
-        finish_dir(tmp, readers[0], spec.out_dtype or spec.dtype, merge_meta(spec, compat, warnings, meta))
+        warnings += non_finite_warning(job)
+        finish_dir(tmp, readers[0], spec.out_dtype or spec.dtype,
+                   merge_meta(spec, compat, warnings, meta, fingerprint))
     return out

@@ -12,12 +12,12 @@ import itertools
 from pathlib import Path
 from typing import Callable
 
-from growmerge.artifacts import atomic_dir
+from growmerge.artifacts import atomic_dir, check_apart, check_name, model_identity, own_kind, read_meta
 from growmerge.errors import GrowmergeError
 from growmerge.merge.config import MergeSpec, parse_spec
-from growmerge.merge.engine import finish_dir, job_for, merge_meta, run_jobs
+from growmerge.merge.engine import (finish_dir, job_for, merge_fingerprint, merge_meta, non_finite_warning,
+                                    open_readers, run_jobs)
 from growmerge.merge.registry import REQUIRED, get_method, parameter_names
-from growmerge.merge.tensorio import ModelTensors
 
 SPEC_KEYS = ("dtype", "out_dtype", "seed")
 
@@ -29,6 +29,8 @@ def subset_name(langs) -> str:
 def subsets(langs: list[str], sizes: list[int] | None) -> list[tuple[str, ...]]:
     """All subsets of the given sizes (default: 2 .. all), languages sorted within each."""
     langs = sorted(langs)
+    if len(langs) < 2:
+        raise GrowmergeError(f"merging needs at least two models, got {len(langs)}")
     sizes = sizes or list(range(2, len(langs) + 1))
     bad = [s for s in sizes if not 1 <= s <= len(langs)]
     if bad:
@@ -57,10 +59,13 @@ def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], s
                progress: Callable[[int], Callable[[], None]] | None = None, device: str = "cpu") -> list[Path]:
     """Merge every subset with every method into out_root/<method>/<lang+lang+...>/.
 
-    Outputs that already exist are skipped. Returns all output directories (skipped ones too).
-    `progress(total)` may return a callback called once per tensor name. `device`: where the
-    default mode computes (auto, cpu, cuda, cuda:N).
+    A cell whose output already carries the same fingerprint (same inputs, method and parameters) is
+    kept; a previous merge with another fingerprint is redone; anything else in the way is an error.
+    Returns all output directories (kept ones too). `progress(total)` may return a callback called
+    once per tensor name. `device`: where the default mode computes (auto, cpu, cuda, cuda:N).
     """
+    for lang in models:
+        check_name(lang, "language")  # it becomes a path component, joined by '+'
     for method in methods:
         get_method(method)
     allowed = [*parameter_names(), *SPEC_KEYS]
@@ -68,30 +73,44 @@ def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], s
     if unknown:
         raise GrowmergeError(f"unknown merge-grid parameter {unknown[0]!r}; use one of {', '.join(allowed)}")
     langs = sorted(models)
+    combos = subsets(langs, sizes)
     order = ([base] if base else []) + [Path(models[lang]) for lang in langs]
-    cells: list[tuple[MergeSpec, Path, list[int]]] = []
+    identities: dict[str, str] = {}
+
+    def identity(path: Path) -> str:
+        return identities.setdefault(str(path), model_identity(path))
+
+    cells: list[tuple[MergeSpec, Path, list[int], str]] = []
     outputs = []
     for method in methods:
-        for combo in subsets(langs, sizes):
+        for combo in combos:
             out = Path(out_root) / method / subset_name(combo)
+            check_apart(out, order)
             outputs.append(out)
             spec = parse_spec(grid_spec(method, [models[c] for c in combo], base, params), f"{method}/{subset_name(combo)}")
-            if out.is_dir() and any(out.iterdir()):
-                continue  # done before: merges are deterministic for the same inputs and seed
+            fingerprint = merge_fingerprint(spec, compat, identity)
+            if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+                if own_kind(out) != "merge":
+                    raise GrowmergeError(f"{out} is in the way and is not a merge (no growmerge.json of kind merge): "
+                                         "remove it or choose another --out")
+                if read_meta(out).get("fingerprint") == fingerprint:
+                    continue  # done before from the same inputs and parameters
             offset = 1 if base else 0
-            cells.append((spec, out, [offset + langs.index(c) for c in combo]))
+            cells.append((spec, out, [offset + langs.index(c) for c in combo], fingerprint))
     if not cells:
         return outputs
-    readers = [ModelTensors(p) for p in order]
+    readers = open_readers(order)
     with contextlib.ExitStack() as stack:
         jobs = []
-        for spec, out, idx in cells:
+        for spec, out, idx, fingerprint in cells:
             uses_base = spec.base_model is not None
             job = job_for(spec, compat, idx, 0 if uses_base else None)
-            job.out = stack.enter_context(atomic_dir(out))
-            jobs.append((job, spec))
-        run_jobs(readers, [j for j, _ in jobs], compat, jobs[0][0].ctx.rounded, progress, device)
-        for job, spec in jobs:
+            job.out = stack.enter_context(atomic_dir(out, force=True, kind="merge", inputs=order))
+            job.label = out
+            jobs.append((job, spec, fingerprint))
+        run_jobs(readers, [j for j, _, _ in jobs], compat, jobs[0][0].ctx.rounded, progress, device)
+        for job, spec, fingerprint in jobs:
             donor = readers[job.base if job.base is not None else job.models[0]]
-            finish_dir(job.out, donor, spec.out_dtype or spec.dtype, merge_meta(spec, compat, [], None))
+            finish_dir(job.out, donor, spec.out_dtype or spec.dtype,
+                       merge_meta(spec, compat, non_finite_warning(job), None, fingerprint))
     return outputs

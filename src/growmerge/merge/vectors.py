@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from growmerge.errors import GrowmergeError
+from growmerge.merge.engine import open_readers
 from growmerge.merge.tensorio import ModelTensors, merged_layout
 
 CHUNK = 1 << 20
@@ -45,7 +46,15 @@ def vector_similarity(base: str | Path, models: dict[str, str | Path]) -> dict:
     if len(models) < 2:
         raise GrowmergeError("analyze vectors needs at least two models (lang=dir ...)")
     langs = list(models)
-    readers = [ModelTensors(base)] + [ModelTensors(models[lang]) for lang in langs]
+    readers = open_readers([Path(base)] + [Path(models[lang]) for lang in langs])
+    try:
+        return _similarity(readers, base, langs)
+    finally:
+        for r in readers:
+            r.close()
+
+
+def _similarity(readers: list[ModelTensors], base: str | Path, langs: list[str]) -> dict:
     layout = merged_layout(readers)
     n = len(langs)
     overall = torch.zeros(n, n, dtype=torch.float64)

@@ -5,7 +5,8 @@ learning rate, accumulate gradients over micro-batches, clip, step AdamW, log, a
 
 A run works in ``<out>.partial/`` (checkpoints, train_log.jsonl, TensorBoard events) and, when done,
 writes the final HF model there and renames it to ``<out>`` in one step, so ``<out>`` exists only
-when finished. A finished ``<out>`` with the same fingerprint makes ``train`` a no-op.
+when finished. A finished ``<out>`` with the same fingerprint makes ``train`` a no-op. A step whose
+loss or gradient norm is NaN or infinite stops the run before the update, with its checkpoints kept.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from growmerge.artifacts import is_local, load_model, load_tokenizer, read_meta
+from growmerge.artifacts import (check_apart, is_local, load_model, load_tokenizer, model_identity, read_json,
+                                 read_meta)
 from growmerge.data.mixture import Mixture
 from growmerge.device import autocast as device_autocast
 from growmerge.device import enable_tf32
@@ -58,16 +60,14 @@ def set_threads(spec_threads: int | None, d: Dist) -> None:
 
 
 def init_identity(init: str) -> dict | str:
-    """How the fingerprint names the init: a preset by name, a directory by its config and weights."""
+    """How the fingerprint names the init: a preset by name, a directory by its identity (the
+    fingerprint of the run or clone that made it: retrain it and this run is stale)."""
     if init in PRESETS:
         return init
     p = Path(init)
     if not p.is_dir():
         return init  # hub id
-    weights = p / "model.safetensors"
-    return {"config": hashlib.sha256((p / "config.json").read_bytes()).hexdigest()[:16],
-            "weights_bytes": weights.stat().st_size if weights.is_file() else None,
-            "cumulative_flops": read_meta(p).get("flops", {}).get("cumulative", 0.0)}
+    return {"model": model_identity(p), "cumulative_flops": read_meta(p).get("flops", {}).get("cumulative", 0.0)}
 
 
 def tokenizer_source(init: str, tokenizer_dir: Path | None) -> Path | None:
@@ -143,11 +143,15 @@ def checkpoint_steps(spec: TrainSpec, total: int, flops_per_step: float) -> set[
 def no_op_if_finished(out: Path, fingerprint: str, force: bool, d: Dist) -> bool:
     if not out.exists():
         return False
-    if (out / "config.json").is_file() and read_meta(out).get("fingerprint") == fingerprint:
+    meta = read_meta(out) if (out / "config.json").is_file() else {}
+    if meta.get("fingerprint") == fingerprint:
         return True
     if not force:
         raise GrowmergeError(f"{out} already holds something else than this run's result (different spec, init or "
                              "data): pick another output directory or pass --force to replace it")
+    if "step" not in meta or "fingerprint" not in meta:  # --force replaces a previous run's model, nothing else
+        raise GrowmergeError(f"{out} is not a model trained by growmerge (no growmerge.json with a step and a "
+                             "fingerprint): --force replaces only that; remove it yourself or pick another output")
     d.barrier()  # every rank has looked before rank 0 deletes
     if d.main:
         shutil.rmtree(out)
@@ -155,21 +159,34 @@ def no_op_if_finished(out: Path, fingerprint: str, force: bool, d: Dist) -> bool
 
 
 def claim_work_dir(work: Path, fingerprint: str, resume: bool, force: bool, d: Dist) -> Path | None:
-    """The state to resume from (None: start fresh), after checking it belongs to this run."""
-    state = ckpt.latest_state(work) if resume else None
-    if state is not None:
-        found = json.loads((state / "trainer.json").read_text())["fingerprint"]
-        if found != fingerprint:
+    """The state to resume from (None: start fresh), after checking it belongs to this run. A damaged
+    newest state falls back to the previous complete one; checkpoints after the one resumed from are
+    removed (the run writes them again)."""
+    state = ckpt.latest_state(work, say=warn if d.main else None) if resume else None
+    found = read_json(state / "trainer.json", dict)["fingerprint"] if state is not None else None
+    discard = False
+    if state is not None and found != fingerprint:
+        if not force:
             raise GrowmergeError(f"{work} was started with a different spec, init or data (fingerprint {found}, "
                                  f"this run {fingerprint}): resume with the original spec or pass --force to restart")
+        state, discard = None, True
     elif work.exists() and not resume:
         if not force:
             raise GrowmergeError(f"{work} holds an unfinished run: pass --resume to continue it or --force to restart")
-        d.barrier()
-        if d.main:
-            shutil.rmtree(work)
+        discard = True
+    d.barrier()  # every rank has looked before rank 0 changes anything
+    if d.main and discard:
+        shutil.rmtree(work)
+    elif d.main and work.exists():
+        ckpt.remove_after(work, int(read_json(state / "trainer.json", dict)["step"]) if state is not None else 0)
     d.barrier()
     return state
+
+
+def warn(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr)
 
 
 def param_groups(model, spec: TrainSpec) -> list[dict]:
@@ -202,6 +219,8 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
     if not init:
         raise GrowmergeError("no init: give an HF model directory or a preset name (spec `init:`)")
     out = Path(out_dir)
+    check_apart(out, [init])  # --force deletes `out`: never the model it starts from
+    check_apart(out.with_name(out.name + ".partial"), [init])
     stream = open_stream(mixture, spec.seed)
     fingerprint = spec.fingerprint(init_identity(init), describe(mixture))
     if no_op_if_finished(out, fingerprint, force, d):
@@ -221,7 +240,7 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
                                   fused=d.device.type == "cuda" or d.world == 1)
     step, consumed = 0, 0
     if state is not None:
-        trainer = ckpt.load_checkpoint(state, module, optimizer, d)
+        trainer = ckpt.load_state(state, module, optimizer, d)
         step, consumed = trainer["step"], trainer["consumed_samples"]
     if d.main:
         (work / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -241,6 +260,8 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
             first = consumed + d.rank * plan.per_rank  # this rank's slice of the global batch
             loss_value = d.mean(accumulate_gradients(module, stream, first, plan, autocast, d))
             grad_norm = grad_norm_after_clip(params, spec.grad_clip)
+            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):  # the same on every rank
+                raise diverged(work, step + 1, loss_value, grad_norm, lr)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -264,6 +285,14 @@ def train(init: str | Path | None, mixture: Mixture, spec: TrainSpec, out_dir: P
     finally:
         obs.close()
     return finish(work, out, d)
+
+
+def diverged(work: Path, step: int, loss: float, grad_norm: float, lr: float) -> GrowmergeError:
+    """The run stops before a non-finite update: no NaN weight is ever written or trained on."""
+    done = ckpt.step_dirs(work)
+    last = f"{done[-1][1]} is the last good checkpoint" if done else "no checkpoint was written yet"
+    return GrowmergeError(f"training diverged at step {step}: loss {loss}, gradient norm {grad_norm} (lr {lr:.3g}); "
+                          f"stopped before the update. {last}: lower lr (or add grad_clip) and restart with --force")
 
 
 def accumulate_gradients(module, stream: Stream, first: int, plan: Plan, autocast, d: Dist) -> float:

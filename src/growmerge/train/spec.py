@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -44,9 +44,9 @@ class TrainSpec(Strict):
     seq_len: int | None = Field(None, gt=1)  # must equal the shards' seq_len (default: theirs)
     global_batch: int = Field(32, gt=0)  # sequences per optimizer step, over all ranks
     micro_batch: int | None = Field(None, gt=0)  # sequences per forward per rank (default: all of a rank's)
-    lr: float = Field(3e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
+    lr: float = Field(3e-3, gt=0, le=1)  # above 1 AdamW only diverges (its steps are ~lr per weight)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.95)
+    eps: float = Field(1e-8, gt=0, le=1)
     warmup_fraction: float = Field(0.002, ge=0, le=1)
     warmup_min_steps: int = Field(10, ge=0)
     decay_fraction: float = Field(0.2, ge=0, le=1)
