@@ -143,6 +143,9 @@ def candidates(sentences: list[str], inflector, lang: str, rules: Iterable | Non
             raise GrowmergeError(f"no agreement rules for language {lang!r} (rules exist for "
                                  f"{', '.join(sorted(RULESETS))})")
         rules = module.rules_for(lang) if hasattr(module, "rules_for") else module.RULES
+    # A module may count only readings of the edited lemma as syncretic (lemminflect lists stray
+    # readings such as "print" as a plural noun); `fits` still checks every reading against the context.
+    lemma_only = getattr(module, "SYNCRETISM", "any") == "lemma"
     parsed = analyse(sentences, inflector, lang)
     proposals: list[tuple[int, Edit]] = []
     for si, sent in enumerate(parsed):
@@ -171,7 +174,10 @@ def candidates(sentences: list[str], inflector, lang: str, rules: Iterable | Non
             readings = form_readings.get(form) or form_readings.get(form.lower()) or []
             if not readings and not e.known:
                 continue  # not a word the analyser knows
-            if set(readings) & original:
+            shared = set(readings) & original
+            if lemma_only:
+                shared = {r for r in shared if r[0] == e.lemma}
+            if shared:
                 continue  # syncretic: the "bad" sentence may be the good one under another analysis
             if e.fits is not None and e.fits(readings):
                 continue  # another reading of the new form still agrees

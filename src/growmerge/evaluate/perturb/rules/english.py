@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from growmerge.evaluate.perturb.rules import Edit, Sentence, Token
 
+SYNCRETISM = "lemma"  # lemminflect's stray readings ("print" as a plural noun) do not make a form syncretic
 SINGULAR = {"a", "an", "this", "each", "every", "another", "one", "either", "neither"}
 PLURAL = {"these", "those", "many", "several", "two", "three", "four", "five", "six", "few", "both", "various",
           "multiple", "numerous"}
