@@ -154,7 +154,7 @@ def test_read_only_store_refuses_writes(tmp_path):
     Results(tmp_path).add_scores([score("a", "sv", "la", 0.5)])
     ro = Results(tmp_path, read_only=True)
     assert ro.query("SELECT model FROM scores") == [{"model": "a"}]
-    with pytest.raises(GrowmergeError, match="readonly"):
+    with pytest.raises(GrowmergeError, match="DELETE is not allowed"):
         ro.query("DELETE FROM scores")
     with pytest.raises(GrowmergeError, match="no results database"):
         Results(tmp_path / "other", read_only=True)

@@ -4,19 +4,28 @@ Every stage of the study writes what it produced here (models, checkpoints with 
 FLOPs, scores, merges, training curves); the compute-matched comparison and the report read only
 this file. WAL mode so a reader (``growmerge study results``) never blocks the running study, and
 every write is an upsert so a resumed stage can record its rows again without duplicates.
+
+Scores and merges carry the fingerprint of what produced them (the model's identity, the evaluation
+sets, the reference): a stage asks ``has_scores(..., fingerprint)`` and recomputes exactly what changed.
+
+A user's SQL (``study results --sql/--csv``) runs in a sandbox (``read_only=True``): a read-only
+connection whose authorizer allows reading only (no ATTACH, VACUUM INTO, PRAGMA writes, writes of
+any kind), under a time limit, a memory limit and a row cap; each refusal is one error line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import re
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from growmerge.errors import GrowmergeError
 from growmerge.evaluate.tasks import TASKS
@@ -34,16 +43,34 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (model, step));
 CREATE TABLE IF NOT EXISTS scores (
     model TEXT NOT NULL, step INTEGER NOT NULL, lang TEXT NOT NULL, task TEXT NOT NULL,
-    dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER,
+    dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER, fingerprint TEXT,
     PRIMARY KEY (model, step, lang, task, dataset, metric));
 CREATE TABLE IF NOT EXISTS merges (
-    name TEXT PRIMARY KEY, method TEXT NOT NULL, scale TEXT NOT NULL, languages TEXT NOT NULL, path TEXT);
+    name TEXT PRIMARY KEY, method TEXT NOT NULL, scale TEXT NOT NULL, languages TEXT NOT NULL, path TEXT,
+    fingerprint TEXT);
 CREATE TABLE IF NOT EXISTS train_log (
     model TEXT NOT NULL, step INTEGER NOT NULL, tokens INTEGER, flops REAL, loss REAL, lr REAL,
     PRIMARY KEY (model, step));
 """
 TABLES = ("models", "checkpoints", "scores", "merges", "train_log")
 SCORE_KEYS = ("model", "step", "lang", "task", "dataset", "metric", "value", "n")
+ADDED_COLUMNS = {"scores": "fingerprint", "merges": "fingerprint"}  # absent from databases of older runs
+
+# The sandbox of a user's SQL: what the authorizer lets through, and the limits.
+READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+READ_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+                "foreign_key_list", "database_list", "collation_list", "function_list", "pragma_list"}
+AUTHORIZER_ACTIONS = ("CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE", "CREATE_TEMP_TRIGGER",
+                      "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE", "DROP_INDEX", "DROP_TABLE",
+                      "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER",
+                      "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT", "TRANSACTION", "UPDATE", "ATTACH", "DETACH",
+                      "ALTER_TABLE", "REINDEX", "ANALYZE", "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT",
+                      "RECURSIVE")
+ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{n}"): n.replace("_", " ") for n in AUTHORIZER_ACTIONS
+                if hasattr(sqlite3, f"SQLITE_{n}")}
+SQL_SECONDS = 20.0  # a query running longer is stopped (a runaway recursive CTE never returns)
+SQL_ROWS = 200_000  # rows a query may return (a runaway one would fill the memory or the disk)
+SQL_HEAP = 1 << 30  # bytes SQLite may allocate while a user's query runs
 LOG_KEYS = ("step", "tokens", "flops", "loss", "lr")
 
 
@@ -67,13 +94,16 @@ def _languages(languages: Iterable[str] | str | None) -> str:
 class Results:
     """The study's results database. ``Results(run_dir)`` or ``Results(run_dir / "results.sqlite")``."""
 
-    def __init__(self, path: str | Path, must_exist: bool = False, read_only: bool = False):
+    def __init__(self, path: str | Path, must_exist: bool = False, read_only: bool = False,
+                 seconds: float = SQL_SECONDS, max_rows: int = SQL_ROWS):
+        """`read_only`: the sandbox for a user's SQL (module docstring), with `seconds` and `max_rows`."""
         path = Path(path)
         if path.is_dir() or (not path.exists() and not path.suffix):  # a run directory, maybe not made yet
             path = path / FILE_NAME
         if (must_exist or read_only) and not path.is_file():
             raise GrowmergeError(f"{path}: no results database (run the study first, or pass the run directory)")
         self.path = path
+        self.sandboxed, self.seconds, self.max_rows, self.refused = read_only, seconds, max_rows, ""
         try:
             if read_only:  # `study results --sql`: a typo'd DELETE must not touch the study's data
                 self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
@@ -85,9 +115,66 @@ class Results:
                 # WAL: the report or a `--sql` query can read while the study is writing.
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.executescript(SCHEMA)
+                self._add_columns()
             self.conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
             raise GrowmergeError(f"{path}: not a usable results database ({exc})") from None
+        if read_only:
+            self.conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+            self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100_000_000)
+            self.conn.set_authorizer(self._authorize)
+
+    def _add_columns(self) -> None:
+        for table, column in ADDED_COLUMNS.items():
+            if column not in {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+
+    def _authorize(self, action: int, arg1, arg2, db, trigger) -> int:
+        """Reading only: SELECT, reads of columns, functions, recursive CTEs, introspection PRAGMAs."""
+        if action in READ_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg1 in READ_PRAGMAS):
+            return sqlite3.SQLITE_OK
+        self.refused = self.refused or (f"PRAGMA {arg1}" if action == sqlite3.SQLITE_PRAGMA
+                                        else ACTION_NAMES.get(action, str(action)))
+        return sqlite3.SQLITE_DENY
+
+    @contextlib.contextmanager
+    def _limits(self):
+        """A user's statement: stopped after `seconds`, SQLite's memory capped; every failure one line."""
+        if not self.sandboxed:
+            yield
+            return
+        deadline = time.monotonic() + self.seconds
+        self.refused = ""
+        self.conn.set_authorizer(None)
+        heap = self.conn.execute("PRAGMA hard_heap_limit").fetchone()[0]
+        self.conn.execute(f"PRAGMA hard_heap_limit={SQL_HEAP}")  # process-wide in SQLite: put back below
+        self.conn.set_authorizer(self._authorize)
+        self.conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if self.refused:
+                raise GrowmergeError(f"SQL refused: {self.refused} is not allowed (--sql and --csv may only read: "
+                                     f"SELECT or WITH over {', '.join(TABLES)})") from None
+            if "interrupted" in str(exc):
+                raise GrowmergeError(f"SQL stopped after {self.seconds:g} s (the limit): add a WHERE or a LIMIT, or "
+                                     "check a recursive query for an end") from None
+            raise GrowmergeError(f"SQL error: {exc} (tables: {', '.join(TABLES)})") from None
+        except MemoryError:
+            raise GrowmergeError(f"SQL stopped: it needs more than {SQL_HEAP >> 20} MB of memory") from None
+        finally:
+            self.conn.set_progress_handler(None, 0)
+            self.conn.set_authorizer(None)
+            self.conn.execute(f"PRAGMA hard_heap_limit={heap}")
+            self.conn.set_authorizer(self._authorize)
+
+    def _capped(self, cur) -> Iterator:
+        """The rows of a user's query, at most `max_rows` of them."""
+        for i, row in enumerate(cur):
+            if self.sandboxed and i >= self.max_rows:
+                raise GrowmergeError(f"SQL returned more than {self.max_rows:,} rows (the limit): add a LIMIT or "
+                                     "aggregate with GROUP BY")
+            yield row
 
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -123,25 +210,37 @@ class Results:
                     [(model, int(step), tokens, flops_cumulative, None if path is None else str(path))])
 
     def add_scores(self, rows: Iterable[dict]) -> int:
-        """Upsert score rows ``{model, step, lang, task, dataset, metric, value, n}``; returns the count."""
+        """Upsert score rows ``{model, step, lang, task, dataset, metric, value, n[, fingerprint]}``;
+        returns the count."""
         tuples = []
         for row in rows:
             missing = [k for k in SCORE_KEYS if k not in row]
             if missing:
                 raise GrowmergeError(f"score row {row!r} lacks {', '.join(missing)}")
             _choice(row["task"], TASKS, "task", optional=False)  # the registry, read now: tasks may be added
-            tuples.append(tuple(row[k] for k in SCORE_KEYS))
-        self._write("INSERT OR REPLACE INTO scores VALUES (?,?,?,?,?,?,?,?)", tuples)
+            tuples.append((*(row[k] for k in SCORE_KEYS), row.get("fingerprint")))
+        self._write(f"INSERT OR REPLACE INTO scores ({', '.join(SCORE_KEYS)}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)",
+                    tuples)
         return len(tuples)
 
+    def replace_scores(self, model: str, step: int, lang: str, task: str, rows: list[dict], fingerprint: str) -> int:
+        """The scores of one (model, step, language, task), all carrying `fingerprint`, in place of any
+        earlier ones (a stale row for a dataset no longer scored must not survive)."""
+        with self.conn:
+            self.conn.execute("DELETE FROM scores WHERE model=? AND step=? AND lang=? AND task=?",
+                              (model, int(step), lang, task))
+        return self.add_scores({**r, "model": model, "step": step, "lang": lang, "task": task,
+                                "fingerprint": fingerprint} for r in rows)
+
     def add_merge(self, name: str, method: str, scale: str, languages: Iterable[str],
-                  path: str | Path | None = None, params: int | None = None) -> None:
+                  path: str | Path | None = None, params: int | None = None, fingerprint: str | None = None) -> None:
         """A merge is a row of `merges` and also a model (kind merge) so it can carry scores."""
         _choice(scale, SCALES, "scale", optional=False)
         langs = _languages(languages)
         p = None if path is None else str(path)
         with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO merges VALUES (?,?,?,?,?)", (name, method, scale, langs, p))
+            self.conn.execute("INSERT OR REPLACE INTO merges (name, method, scale, languages, path, fingerprint) "
+                              "VALUES (?,?,?,?,?,?)", (name, method, scale, langs, p, fingerprint))
             self.conn.execute(
                 "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (name, "merge", None, scale, langs, p, None, None, None, params),
@@ -154,20 +253,24 @@ class Results:
         return len(tuples)
 
     # -- readers ------------------------------------------------------------------------------
-    def has_scores(self, model: str, step: int, lang: str, task: str) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM scores WHERE model=? AND step=? AND lang=? AND task=? LIMIT 1",
-            (model, int(step), lang, task),
-        ).fetchone()
-        return row is not None
+    def has_scores(self, model: str, step: int, lang: str, task: str, fingerprint: str | None = None) -> bool:
+        """Whether (model, step, language, task) is scored -- by what `fingerprint` names, if given."""
+        sql = "SELECT 1 FROM scores WHERE model=? AND step=? AND lang=? AND task=?"
+        args: tuple = (model, int(step), lang, task)
+        if fingerprint is not None:
+            sql, args = sql + " AND fingerprint=?", args + (fingerprint,)
+        return self.conn.execute(sql + " LIMIT 1", args).fetchone() is not None
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict]:
         """Rows of any SQL statement as dicts; a bad statement is one GrowmergeError line."""
-        try:
-            cur = self.conn.execute(sql, tuple(params))
-            return [dict(r) for r in cur.fetchall()]
-        except sqlite3.Error as exc:
-            raise GrowmergeError(f"SQL error: {exc} (tables: {', '.join(TABLES)})") from None
+        with self._limits():
+            try:
+                cur = self.conn.execute(sql, tuple(params))
+                return [dict(r) for r in self._capped(cur)]
+            except sqlite3.Error as exc:
+                if self.sandboxed:
+                    raise
+                raise GrowmergeError(f"SQL error: {exc} (tables: {', '.join(TABLES)})") from None
 
     def models(self, **where: Any) -> list[dict]:
         """Model rows with ``languages`` decoded, filtered by equal columns (e.g. ``kind="adapt"``)."""
@@ -190,21 +293,29 @@ class Results:
 
     def to_csv(self, table_or_sql: str, path: str | Path) -> Path:
         """Write a table (by name) or the rows of a SELECT to CSV, atomically."""
+        from growmerge.artifacts import temp_sibling
+
         sql = f"SELECT * FROM {table_or_sql}" if table_or_sql in TABLES else table_or_sql
         if re.fullmatch(r"\w+", table_or_sql) and table_or_sql not in TABLES:
             raise GrowmergeError(f"no table {table_or_sql!r}: use one of {', '.join(TABLES)} or a SELECT statement")
-        try:
-            cur = self.conn.execute(sql)
-        except sqlite3.Error as exc:
-            raise GrowmergeError(f"SQL error: {exc} (tables: {', '.join(TABLES)})") from None
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow([d[0] for d in cur.description or ()])
-            writer.writerows(cur)
-        os.replace(tmp, path)
+        tmp = temp_sibling(path)
+        try:
+            with self._limits():
+                try:
+                    cur = self.conn.execute(sql)
+                except sqlite3.Error as exc:
+                    if self.sandboxed:
+                        raise
+                    raise GrowmergeError(f"SQL error: {exc} (tables: {', '.join(TABLES)})") from None
+                with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                    writer = csv.writer(fh)
+                    writer.writerow([d[0] for d in cur.description or ()])
+                    writer.writerows(self._capped(cur))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
 
@@ -275,19 +386,12 @@ def _read_meta(path: Path) -> dict:
 
 def count_params(model_dir: str | Path) -> int | None:
     """Parameters stored in the safetensors header(s), without loading any tensor."""
-    model_dir = Path(model_dir)
-    index = model_dir / "model.safetensors.index.json"
-    shards = (sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file()
-              else ["model.safetensors"])
-    total = 0
-    for shard in shards:
-        f = model_dir / shard
-        if not f.is_file():
-            return None
-        with open(f, "rb") as fh:
-            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
-        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
+    from growmerge.artifacts import read_safetensors_header, weight_files
+
+    files = weight_files(model_dir)
+    if not all(f.is_file() for f in files):
+        return None
+    return sum(math.prod(v["shape"]) for f in files for v in read_safetensors_header(f)[0].values())
 
 
 def record_model_dir(results: Results, name: str, model_dir: str | Path, *, kind: str | None = None,

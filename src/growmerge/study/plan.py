@@ -13,6 +13,7 @@ Each stage's fingerprint hashes its own fields and its parents' fingerprints.
 
 from __future__ import annotations
 
+from growmerge.errors import GrowmergeError
 from growmerge.names import CODE, ENGLISH, base_of
 from growmerge.study.spec import StudyConfig
 from growmerge.study.stages import (CloneStage, DataStage, EvalMergesStage, EvalStage, MatchedStage, MergeStage,
@@ -91,6 +92,10 @@ def build_plan(cfg: StudyConfig) -> list[Stage]:
 
 
 def fingerprint_plan(stages: list[Stage]) -> list[Stage]:
+    ids = [s.id for s in stages]
+    twice = next((i for i in ids if ids.count(i) > 1), None)
+    if twice:  # e.g. an off-the-shelf model named like a trained one: both would write models/<id>
+        raise GrowmergeError(f"two stages of this study are named {twice!r}: rename the off-the-shelf model")
     done: dict[str, str] = {}
     for s in stages:
         missing = [d for d in s.deps if d not in done]

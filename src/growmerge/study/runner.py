@@ -107,9 +107,10 @@ def open_run(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[st
              ) -> tuple[list[Stage], list[Stage]]:
     """Plan the study, record the plan and the validated config in the run directory (a stage run
     elsewhere reads them there), and return (every stage, the stages still to do)."""
+    cfg.check_files()  # the whole study is valid before its first stage (the YAML itself, when it was read)
     root = cfg.root
-    root.mkdir(parents=True, exist_ok=True)
     stages = build_plan(cfg)
+    root.mkdir(parents=True, exist_ok=True)
     if only:
         unknown = [s for s in only if s not in {st.id for st in stages}]
         if unknown:

