@@ -54,6 +54,16 @@ def check_name(name: object, what: str) -> str:
     return name
 
 
+def check_names(names: Iterable[object], what: str) -> None:
+    """Names that become directories side by side: each usable, none twice."""
+    seen: set = set()
+    for name in names:
+        check_name(name, what)
+        if name in seen:
+            raise GrowmergeError(f"{what} {name!r} is given twice")
+        seen.add(name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Atomic, durable directories; temporary siblings and their sweeping
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +224,15 @@ def check_room(nbytes: int, directory: str | Path, what: str) -> None:
         d = d.parent
     free = shutil.disk_usage(d).free
     if nbytes > free:
-        raise EnvironmentFault(f"{what} needs {nbytes / 1e9:,.1f} GB but {d} has {free / 1e9:,.1f} GB free")
+        raise EnvironmentFault(f"{what} needs {human_bytes(nbytes)} but {d} has {human_bytes(free)} free")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +346,8 @@ class ModelTensors:
         dtypes = torch_dtypes()
         self.path = check_model_dir(path)
         self.config = read_json(self.path / "config.json", dict)
+        if not isinstance(self.config.get("model_type"), str):
+            raise GrowmergeError(f"{self.path / 'config.json'}: no model_type (not a Hugging Face model config)")
         self.info: dict[str, TensorInfo] = {}
         self.offset: dict[str, int] = {}  # absolute file offset of each tensor's data
         self.file_of: dict[str, Path] = {}

@@ -44,7 +44,8 @@ def validation_message(exc: ValidationError, source: str) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"]).replace(".[", "[")
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{source}: {loc or '<root>'}: {err['msg']}{more}"
+    msg = err["msg"].removeprefix("Value error, ")  # our validators' messages stand on their own
+    return f"{source}: {loc + ': ' if loc else ''}{msg}{more}"
 
 
 def parse(model: type[M], data: dict, source: str) -> M:

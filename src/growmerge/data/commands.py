@@ -13,11 +13,16 @@ def prepare(config: Path = typer.Argument(..., help="study YAML (only its `data:
     """Build text splits, evaluation sets, tokenizer, packed shards and the data card."""
     import time
 
+    from growmerge.artifacts import check_names
     from growmerge.data.card import render_card
     from growmerge.data.prepare import prepare_data
     from growmerge.data.spec import load_data_spec
 
     spec = load_data_spec(config)
+    # Languages and streams name directories under data/: usable, each once (a duplicate would skew
+    # the mixtures without a word). The study YAML checks the same when it is read.
+    check_names(spec.languages, f"{config}: data.languages:")
+    check_names(spec.streams, f"{config}: data.streams:")
     t = time.time()
     manifest = prepare_data(spec, run_dir, log=lambda msg: typer.echo(msg, err=True))
     typer.echo(render_card(manifest))

@@ -240,8 +240,8 @@ def clone_dir(src: str | Path, out: str | Path, factor: int, snr_db: float | Non
     to safetensors (no big model is ever initialised), config grown, tokenizer copied, lineage recorded.
     `out` may not be, contain or lie inside the source; --force replaces only a previous clone; a clone
     that does not fit in memory or on disk, or would hold a NaN or infinite weight, is refused."""
-    from growmerge.artifacts import (ModelTensors, atomic_dir, check_room, copy_tokenizer_files,
-                                     ensure_free, fingerprint_of, load_config, model_identity, read_meta, write_meta,
+    from growmerge.artifacts import (ModelTensors, atomic_dir, check_room, copy_tokenizer_files, ensure_free,
+                                     fingerprint_of, human_bytes, load_config, model_identity, read_meta, write_meta,
                                      write_safetensors)
 
     k = check_factor(factor)
@@ -257,8 +257,8 @@ def clone_dir(src: str | Path, out: str | Path, factor: int, snr_db: float | Non
         nbytes = grown_bytes(state.info, k, untie, src_tied)
         memory = available_memory()
         if memory is not None and nbytes > memory:
-            raise EnvironmentFault(f"a ×{k} clone of {src} holds {nbytes / 1e9:,.1f} GB, more than the "
-                                   f"{memory / 1e9:,.1f} GB of memory available")
+            raise EnvironmentFault(f"a ×{k} clone of {src} holds {human_bytes(nbytes)}, more than the "
+                                   f"{human_bytes(memory)} of memory available")
         check_room(nbytes, Path(out).parent, f"a ×{k} clone of {src}")
         big = clone_state(state.info.keys(), state.get, config, k, snr_db, seed, untie)
     finally:

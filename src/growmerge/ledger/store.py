@@ -95,7 +95,7 @@ class Results:
     """The study's results database. ``Results(run_dir)`` or ``Results(run_dir / "results.sqlite")``."""
 
     def __init__(self, path: str | Path, must_exist: bool = False, read_only: bool = False,
-                 seconds: float = SQL_SECONDS, max_rows: int = SQL_ROWS):
+                 seconds: float | None = None, max_rows: int | None = None):
         """`read_only`: the sandbox for a user's SQL (module docstring), with `seconds` and `max_rows`."""
         path = Path(path)
         if path.is_dir() or (not path.exists() and not path.suffix):  # a run directory, maybe not made yet
@@ -103,7 +103,8 @@ class Results:
         if (must_exist or read_only) and not path.is_file():
             raise GrowmergeError(f"{path}: no results database (run the study first, or pass the run directory)")
         self.path = path
-        self.sandboxed, self.seconds, self.max_rows, self.refused = read_only, seconds, max_rows, ""
+        self.sandboxed, self.refused = read_only, ""
+        self.seconds, self.max_rows = seconds or SQL_SECONDS, max_rows or SQL_ROWS
         try:
             if read_only:  # `study results --sql`: a typo'd DELETE must not touch the study's data
                 self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)

@@ -70,10 +70,15 @@ class MergeStudySpec(Strict):
 
 
 def _name(value: str, what: str) -> str:
-    from growmerge.artifacts import check_name
+    _names([value], what)
+    return value
+
+
+def _names(values, what: str) -> None:
+    from growmerge.artifacts import check_names
 
     try:
-        return check_name(value, what)
+        check_names(values, what)
     except GrowmergeError as exc:  # as ValueError, pydantic names the YAML key in the message
         raise ValueError(str(exc)) from None
 
@@ -210,16 +215,12 @@ class StudyConfig(Strict):
         # Each phase's TrainSpec is validated here, once; the plan and the stages carry the result.
         self._specs = {phase: self._phase_spec(phase) for phase in PHASES}  # raises with the phase named
         langs = self.data.languages
-        for lang in langs:  # each becomes stage ids and directories (1x_<lang>, merges/…/<lang+lang>)
-            _name(lang, "data.languages:")
-        twice = next((lang for lang in langs if langs.count(lang) > 1), None)
-        if twice:
-            raise ValueError(f"data.languages lists {twice} twice (each language is one model per scale)")
+        # Each becomes stage ids and directories (models/1x_<lang>, merges/…/<lang+lang>, data/<stream>).
+        _names(langs, "data.languages:")
+        _names(self.data.streams, "data.streams:")
         if self.merge.sizes and max(self.merge.sizes) > len(langs):
             raise ValueError(f"merge.sizes {self.merge.sizes} exceeds the {len(langs)} languages")
-        names = [o.name for o in self.eval.off_the_shelf]
-        if len(set(names)) < len(names):
-            raise ValueError(f"eval.off_the_shelf names {names} are not unique")
+        _names([o.name for o in self.eval.off_the_shelf], "eval.off_the_shelf: name")
         self._check_merge_cells()
         return self
 
