@@ -24,26 +24,24 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-# bench/tokenize.py would shadow the standard library's tokenize module for everything we import.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
+import argparse
+import contextlib
+import importlib.util
+import json
+import tempfile
+import os
+import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # save_pretrained and lm-eval draw bars that bury the table
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import torch  # noqa: E402
+import torch
 
 
 def sibling(name: str):
-    """bench/<name>.py as a module (bench/ itself must not be on sys.path, see above)."""
+    """bench/<name>.py as a module."""
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import sys
 
-# bench/ holds a tokenize.py that would shadow the standard library's when this script's folder
-# is sys.path[0] (torch -> inspect -> linecache -> tokenize): drop that entry before any import.
-sys.path = [p for p in sys.path if p not in ("", __file__.rpartition("/")[0] or ".")]
 
 import argparse
 import json

@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# bench/tokenize.py would shadow the standard library's tokenize module for everything we import.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOLLM2 = ROOT / "runs" / "bench" / "smollm2"

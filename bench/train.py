@@ -15,18 +15,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# bench/ holds a tokenize.py that would shadow the standard library's `tokenize` (which linecache
-# and warnings import late); this script needs nothing from its own directory.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import tempfile
+import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 D, LAYERS, HEADS, KV, FFN, VOCAB, SEQ, BATCH = 256, 6, 4, 2, 768, 16_384, 512, 8
 

@@ -1,6 +1,6 @@
 """Packing throughput: tokens/s with 2 worker processes vs 1 (in-process), and peak RSS.
 
-Usage: .venv/bin/python bench/tokenize.py [RUN_DIR]   (default runs/demo, after `growmerge data prepare`)
+Usage: .venv/bin/python bench/tokenizing.py [RUN_DIR]   (default runs/demo, after `growmerge data prepare`)
 
 Packs every training text of the run with the run's tokenizer into a temporary directory, once with
 `workers=1` and once with `workers=2`, and prints both rates and their ratio (the peer measured in
@@ -12,12 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file's name shadows the stdlib `tokenize` (which transformers imports): drop bench/ from the path.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import json
+import tempfile
+import time
 
 from growmerge.data.packing import Packer
 from growmerge.data.tokenizer import tokenizer_hash
