@@ -381,3 +381,31 @@ def test_failed_write_leaves_nothing(zoo, tmp_path, monkeypatch):
         merge(read_mergekit_yaml(config), tmp_path / "out")
     assert len(calls) == 3  # nothing is written after the failure
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ties.yaml"]
+
+
+def test_inputs_without_a_lease_are_copied_and_merge_the_same(zoo, tmp_path):
+    """A merge run from a worker thread cannot install the lease's signal handler: its inputs are read
+    as copies instead of memory maps, with the same bits."""
+    import threading
+
+    from growmerge.merge.config import read_mergekit_yaml
+    from growmerge.merge.engine import merge
+
+    config = paper_yaml(tmp_path / "ties.yaml", "ties", [zoo["isl"], zoo["fao"]], zoo["eng"])
+    merge(read_mergekit_yaml(config), tmp_path / "mapped")
+    worker = threading.Thread(target=merge, args=(read_mergekit_yaml(config), tmp_path / "copied"))
+    worker.start()
+    worker.join()
+    assert_bitwise_equal(tensors(tmp_path / "mapped"), tensors(tmp_path / "copied"))
+
+
+def test_merge_grid_redoes_exactly_the_cells_whose_inputs_or_parameters_changed(zoo, tmp_path):
+    args = [f"{lang}={zoo[lang]}" for lang in ("isl", "fao")]
+    grid = tmp_path / "grid"
+    assert cli("merge-grid", *args, "--base", zoo["eng"], "--out", grid, "--methods", "linear,ties").exit_code == 0
+    stamps = {m: (grid / m / "fao+isl" / "model.safetensors").stat().st_mtime_ns for m in ("linear", "ties")}
+    result = cli("merge-grid", *args, "--base", zoo["eng"], "--out", grid, "--methods", "linear,ties",
+                 "--density", "0.3")
+    assert result.exit_code == 0, result.output
+    after = {m: (grid / m / "fao+isl" / "model.safetensors").stat().st_mtime_ns for m in ("linear", "ties")}
+    assert after["linear"] == stamps["linear"] and after["ties"] != stamps["ties"]

@@ -135,6 +135,36 @@ def test_micro_study_end_to_end_and_resume(tmp_path, monkeypatch):
     runner.run_study(cfg, echo=log.append)
     assert all(line.endswith(": done") for line in log)
 
+    # A new density: exactly the TIES merges (linear takes no density) and their scores are redone.
+    def files(res):
+        return {m["name"]: (m["fingerprint"], (Path(m["path"]) / "model.safetensors").stat().st_mtime_ns)
+                for m in res.merges()}
+
+    with Results(cfg.root / "results.sqlite") as res:
+        merges_before = files(res)
+        scores_before = {(r["model"], r["lang"], r["task"]): r["fingerprint"] for r in res.query("SELECT * FROM scores")}
+    from growmerge.evaluate import run as evaluate_run
+
+    scored: list[str] = []
+    score_model = evaluate_run.score_model
+    monkeypatch.setattr(evaluate_run, "score_model",
+                        lambda path, *a, **k: scored.append(str(path)) or score_model(path, *a, **k))
+    raw = micro_config(tmp_path / "run")
+    raw["merge"]["parameters"] = {"density": 0.3, "normalize": True, "int8_mask": True}
+    log.clear()
+    runner.run_study(StudyConfig.model_validate(raw), echo=log.append)
+    rerun = {line.split("] ")[1].split(":")[0] for line in log if line.endswith(": running")}
+    assert rerun == {"merge_1x", "merge_1x_cloned", "merge_2x", "eval_merge_1x", "eval_merge_1x_cloned",
+                     "eval_merge_2x", "report"}
+    with Results(cfg.root / "results.sqlite") as res:
+        merges_after = files(res)
+        scores_after = {(r["model"], r["lang"], r["task"]): r["fingerprint"] for r in res.query("SELECT * FROM scores")}
+    redone = {name for name in merges_before if merges_after[name] != merges_before[name]}
+    assert redone == {name for name in merges_before if "/ties/" in name} and len(redone) == 3
+    assert {Path(p).parent.name for p in scored} == {"ties"} and len(set(scored)) == 3
+    changed = {key[0] for key in scores_before if scores_after.get(key) != scores_before[key]}
+    assert changed == redone and scores_after.keys() == scores_before.keys()
+
 
 def test_paper_config_validates_without_running():
     proc = subprocess.run([sys.executable, "-m", "growmerge.cli", "study", "plan", str(ROOT / "configs" / "paper.yaml")],

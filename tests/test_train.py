@@ -444,3 +444,85 @@ def test_fused_chunked_loss_equals_cross_entropy(monkeypatch):
     got.mul(3).backward()
     assert abs(got.item() - want[0]) < 1e-5
     assert torch.allclose(h.grad, want[1], atol=1e-6) and torch.allclose(w.grad, want[2], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# resumable state: safetensors + JSON, a damaged state falls back, nothing is ever unpickled
+# ---------------------------------------------------------------------------------------------
+class Crash(Exception):
+    pass
+
+
+def crashed_run(tmp_path, monkeypatch, mix, at: int = 10) -> Path:
+    """A run of SMALL stopped after step `at` (states at steps 4 and 8 kept); returns its work dir."""
+    from growmerge.train import observe
+
+    logged = observe.Observer.step
+
+    def step(self, record):
+        logged(self, record)
+        if record["step"] == at:
+            raise Crash()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(observe.Observer, "step", step)
+        with pytest.raises(Crash):
+            train(None, mix, TrainSpec(**SMALL), tmp_path / "m", progress=False)
+    return tmp_path / "m.partial"
+
+
+def test_state_is_safetensors_and_json_and_a_damaged_one_falls_back(tmp_path, monkeypatch, capsys):
+    mix = Mixture(items=[MixtureItem(shard=random_shard(tmp_path / "d.bin"), name="x")])
+    reference = train(None, mix, TrainSpec(**SMALL), tmp_path / "ref", progress=False)
+    work = crashed_run(tmp_path, monkeypatch, mix)
+    state = work / "checkpoints" / "step-8" / "state"
+    assert sorted(p.name for p in state.iterdir()) == ["rank-0-of-1.safetensors", "state.json", "trainer.json"]
+    f = state / "rank-0-of-1.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # torn by a crash of the disk, say
+    out = train(None, mix, TrainSpec(**SMALL), tmp_path / "m", resume=True, progress=False)
+    assert "step-8/state is unusable" in capsys.readouterr().err
+    assert np.max(np.abs(np.array(losses(out)) - np.array(losses(reference)))) <= 1e-6
+
+
+def test_a_crafted_pickle_in_a_run_directory_is_never_loaded(tmp_path, monkeypatch, capsys):
+    import pickle
+
+    class Payload:  # unpickling it would create the marker file
+        def __reduce__(self):
+            return open, (str(tmp_path / "pwned"), "w")
+
+    mix = Mixture(items=[MixtureItem(shard=random_shard(tmp_path / "d.bin"), name="x")])
+    work = crashed_run(tmp_path, monkeypatch, mix)
+    for step in (4, 8):  # what torch.distributed.checkpoint wrote: a pickled .metadata
+        state = work / "checkpoints" / f"step-{step}" / "state"
+        trainer = json.loads((state / "trainer.json").read_text())
+        shutil.rmtree(state)
+        state.mkdir()
+        (state / ".metadata").write_bytes(pickle.dumps(Payload()))
+        (state / "trainer.json").write_text(json.dumps({k: trainer[k] for k in ("step", "consumed_samples",
+                                                                                 "fingerprint", "rng")}))
+    out = train(None, mix, TrainSpec(**SMALL), tmp_path / "m", resume=True, progress=False)
+    assert not (tmp_path / "pwned").exists()
+    assert "never unpickled" in capsys.readouterr().err
+    assert len(losses(out)) == 12  # started afresh: nothing usable to resume from
+
+
+def test_a_non_finite_loss_stops_the_run_before_the_update_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from growmerge.train import loop
+
+    mix = Mixture(items=[MixtureItem(shard=random_shard(tmp_path / "d.bin"), name="x")])
+    real, calls = loop.accumulate_gradients, []
+
+    def poisoned(*args):
+        calls.append(1)
+        return float("nan") if len(calls) == 7 else real(*args)
+
+    monkeypatch.setattr(loop, "accumulate_gradients", poisoned)
+    with pytest.raises(GrowmergeError, match=r"diverged at step 7: loss nan.*step-4 is the last good checkpoint"):
+        train(None, mix, TrainSpec(**SMALL), tmp_path / "m", progress=False)
+    steps = sorted(p.name for p in (tmp_path / "m.partial" / "checkpoints").iterdir())
+    assert steps == ["step-4"] and not (tmp_path / "m").exists()
+    from safetensors.torch import load_file
+
+    assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "m.partial" / "checkpoints" / "step-4" /
+                                                             "model.safetensors").values())
