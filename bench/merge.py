@@ -7,7 +7,13 @@ RSS is that child's own ru_maxrss (os.wait4). Compat outputs are also checked bi
 mergekit's. Goals: compat no slower than mergekit for any method; default >= 5x faster for TIES and
 DARE-TIES and >= 2x for the rest, at no more peak RSS than mergekit.
 
+`--safety-cost` instead measures what two guarantees cost a default-mode merge: the check that no
+output tensor is NaN or infinite (on the writer thread, as each tensor is written) and the fsync of
+every output file and directory before the rename that publishes it. Merges run in this process (no
+start-up), the variants interleaved `--reps` times; the table gives each variant's median.
+
     OMP_NUM_THREADS=1 .venv/bin/python bench/merge.py [--work runs/bench-merge] [--methods ties,linear] [--sizes 2,3]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/merge.py --safety-cost [--reps 5] [--methods ...] [--sizes 2]
 """
 
 from __future__ import annotations
@@ -98,13 +104,64 @@ def same_bits(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(torch.equal(x[k].view(torch.int16), y[k].view(torch.int16)) for k in x)
 
 
+def safety_cost(work: Path, methods: list[str], n: int, reps: int) -> None:
+    """Median wall and CPU seconds of in-process default-mode merges with and without the finite check
+    and the fsync before publishing (both on by default; switched off here by replacing the function)."""
+    import statistics
+
+    from growmerge import artifacts
+    from growmerge.merge import tensorio
+    from growmerge.merge.config import read_mergekit_yaml
+    from growmerge.merge.engine import merge
+
+    def skip(*args) -> None:
+        return None
+
+    no_check = [(tensorio, "check_finite", skip)]
+    no_fsync = [(artifacts, "fsync_tree", skip), (artifacts, "fsync_path", skip)]
+    variants = {"as shipped": [], "no finite check": no_check, "no fsync": no_fsync, "neither": no_check + no_fsync}
+    dirs = build_models(work, n)
+    out = work / "out-safety"
+    print(f"default-mode merges of {n} models (180M shape, float16), in-process, median of {reps}; "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(f"{'method':16s} " + " ".join(f"{v:>22s}" for v in variants) + f" {'finite check':>13s} {'fsync':>9s}")
+    for method in methods:
+        spec = read_mergekit_yaml(paper_config(work / f"{method}-{n}.yaml", method, dirs[1:n + 1], dirs[0]))
+        times: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+        for _ in range(reps):
+            for variant, patches in variants.items():
+                saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
+                for mod, name, fn in patches:
+                    setattr(mod, name, fn)
+                try:
+                    shutil.rmtree(out, ignore_errors=True)
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    merge(spec, out)
+                    times[variant].append((time.perf_counter() - wall, time.process_time() - cpu))
+                finally:
+                    for mod, name, fn in saved:
+                        setattr(mod, name, fn)
+        med = {v: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for v, t in times.items()}
+        cells = " ".join(f"{f'{w:.2f} s ({c:.2f} cpu)':>22s}" for w, c in med.values())
+        check = med["as shipped"][0] - med["no finite check"][0]
+        sync = med["as shipped"][0] - med["no fsync"][0]
+        print(f"{method:16s} {cells} {check:+12.2f}s {sync:+8.2f}s", flush=True)
+    shutil.rmtree(out, ignore_errors=True)
+    print("last two columns: wall seconds the finite check and the fsync add to a merge (as shipped minus without)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("runs/bench-merge"))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sizes", default="2,3")
+    ap.add_argument("--safety-cost", action="store_true", help="time the finite check and the fsync (see above)")
+    ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.safety_cost:
+        safety_cost(args.work, args.methods.split(","), sizes[0], args.reps)
+        return
     dirs = build_models(args.work, max(sizes))
     base, langs = dirs[0], dirs[1:]
     out = args.work / "out"

@@ -526,3 +526,19 @@ def test_a_non_finite_loss_stops_the_run_before_the_update_and_keeps_the_last_go
 
     assert all(torch.isfinite(t).all() for t in load_file(tmp_path / "m.partial" / "checkpoints" / "step-4" /
                                                              "model.safetensors").values())
+
+
+def test_state_moves_between_one_process_and_fsdp2(tmp_path, monkeypatch):
+    """One process to two FSDP2 ranks (each takes its dim-0 chunk of the full tensors) and back (the
+    ranks' shards joined): the same run as one uninterrupted process."""
+    shard = random_shard(tmp_path / "d.bin")
+    mix = Mixture(items=[MixtureItem(shard=shard, name="x")])
+    reference = train(None, mix, TrainSpec(**SMALL), tmp_path / "ref", progress=False)
+    crashed_run(tmp_path, monkeypatch, mix, at=5)  # one process: state at step 4
+    job = write_job(tmp_path / "job.yaml", shard, tmp_path / "m")
+    r = run_cli([str(job), "--resume", "--fsdp"], torchrun=2, timeout=180, env=killed_at("step:10", tmp_path))
+    assert r.returncode != 0
+    state = tmp_path / "m.partial" / "checkpoints" / "step-8" / "state"
+    assert sorted(p.name for p in state.glob("*.safetensors")) == ["rank-0-of-2.safetensors", "rank-1-of-2.safetensors"]
+    out = train(None, mix, TrainSpec(**SMALL), tmp_path / "m", resume=True, progress=False)
+    assert np.max(np.abs(np.array(losses(out)) - np.array(losses(reference)))) <= 1e-5
