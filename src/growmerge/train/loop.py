@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from growmerge.artifacts import (check_apart, is_local, load_model, load_tokenizer, model_identity, read_json,
-                                 read_meta)
+from growmerge.artifacts import (check_apart, fsync_path, fsync_tree, is_local, load_model, load_tokenizer,
+                                 model_identity, read_json, read_meta)
 from growmerge.data.mixture import Mixture
 from growmerge.device import autocast as device_autocast
 from growmerge.device import enable_tf32
@@ -327,6 +327,8 @@ def finish(work: Path, out: Path, d: Dist) -> Path:
         shutil.copy2(last / "config.json", work / "config.json.tmp")
         os.replace(work / "config.json.tmp", work / "config.json")
         ckpt.prune_states(work, keep_last=0)  # a finished run is never resumed; optimizer states are 2x the model
+        fsync_tree(work)  # on disk before the rename that publishes it (checkpoints are synced already: cheap)
         os.replace(work, out)
+        fsync_path(out.parent)
     d.barrier()
     return out
