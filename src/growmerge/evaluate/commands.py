@@ -9,14 +9,16 @@ import typer
 
 from growmerge.device import DEVICE_HELP, METAVAR, check_spec
 
-pairs_app = typer.Typer(help="Minimal-pair sets: generate LA pairs, build FK pairs.", no_args_is_help=True)
+pairs_app = typer.Typer(help="Evaluation sets: generate LA pairs, build FK pairs, export to lm-eval, "
+                        "read FLORES+.", no_args_is_help=True)
 
 
 def eval_cmd(
     model: str = typer.Argument(..., help="model directory"),
     lang: str = typer.Option(..., "--lang", help="language code of the evaluation sets (en = forgetting)"),
     ip: Optional[Path] = typer.Option(None, "--ip", help="parallel JSONL {id, en, tgt} for Information Parity"),
-    la: List[Path] = typer.Option([], "--la", help="LA pair file(s): BLiMP JSONL, MultiBLiMP TSV or own JSONL"),
+    la: List[Path] = typer.Option([], "--la", help="LA pair file(s): BLiMP JSONL or directory, MultiBLiMP TSV, "
+                         "own JSONL, or a .pairs.yaml column mapping"),
     fk: List[str] = typer.Option([], "--fk", help="FK source(s): 'cldr', an mParaRel directory, or a pair file"),
     reference: Optional[Path] = typer.Option(None, "--reference", help="English reference model for IP"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON here"),
@@ -119,14 +121,51 @@ def fk_cmd(
     source: str = typer.Option("cldr", "--source", help="'cldr' (offline, babel) or an mParaRel directory"),
     out: Path = typer.Option(..., "--out"),
     seed: int = typer.Option(0, "--seed"),
+    k: int = typer.Option(1, "--k", help="mParaRel: wrong objects per tuple (each one pair per pattern)"),
 ) -> None:
-    """FK minimal pairs (true vs wrong object of the same relation) as pair JSONL."""
+    """FK minimal pairs (true vs wrong object of the same relation) as pair JSONL; from mParaRel every
+    well-formed pattern × every tuple (malformed patterns skipped and counted)."""
     from growmerge.evaluate.pairs import read_fk
     from growmerge.evaluate.perturb.sets import write_jsonl
 
-    ps = read_fk(source, lang, seed)
+    ps = read_fk(source, lang, seed, k)
     write_jsonl([dict(p, lang=lang) for p in ps.pairs], out)
-    print(f"{len(ps.pairs)} pairs ({ps.skipped} skipped) -> {out}")
+    malformed = ps.meta.get("malformed_patterns")
+    extra = f"; {malformed} malformed patterns skipped" if malformed is not None else ""
+    print(f"{len(ps.pairs)} pairs ({ps.skipped} skipped{extra}) -> {out}")
+
+
+@pairs_app.command("export-lm-eval")
+def export_lm_eval_cmd(
+    set_file: Path = typer.Argument(..., metavar="SET", help="a pair set (generated LA or FK JSONL, BLiMP, "
+                                    "MultiBLiMP TSV, a .pairs.yaml mapping)"),
+    out_dir: Path = typer.Argument(..., metavar="OUT_DIR", help="directory for the task's YAML and data"),
+    name: Optional[str] = typer.Option(None, "--name", help="task name (default growmerge_<SET's name>)"),
+) -> None:
+    """Write SET as an lm-eval task: score any model on it with
+    `lm_eval --include_path OUT_DIR --tasks NAME` (accuracy = growmerge's)."""
+    from growmerge.evaluate.export import export_lm_eval
+
+    r = export_lm_eval(set_file, out_dir, name)
+    print(f"{r['pairs']} pairs -> task {r['task']}: {r['yaml']} + {r['data']}\n"
+          f"run: lm_eval --model hf --model_args pretrained=MODEL --include_path {out_dir} --tasks {r['task']}")
+
+
+@pairs_app.command("flores")
+def flores_cmd(
+    root: Path = typer.Argument(..., help="a FLORES+ directory (dev/ and devtest/ with <iso639-3>_<script> files)"),
+    lang: str = typer.Option(..., "--lang", help="target language: growmerge code (sv) or FLORES+ code (swe_Latn)"),
+    out: Path = typer.Option(..., "--out", help="parallel JSONL {id, en, tgt, lang} to write (for IP)"),
+    split: str = typer.Option("devtest", "--split", help="dev or devtest"),
+    source: str = typer.Option("en", "--source", help="the 'en' side's language (default English)"),
+) -> None:
+    """Parallel JSONL for Information Parity from FLORES+, sentences paired by id."""
+    from growmerge.evaluate.perturb.sets import write_jsonl
+    from growmerge.evaluate.readers import flores_parallel
+
+    rows = flores_parallel(root, lang, split, source)
+    write_jsonl(rows, out)
+    print(f"{len(rows)} parallel sentences ({split}) -> {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -99,7 +99,9 @@ def read_multiblimp(path: str | Path) -> PairSet:
                 raise GrowmergeError(f"{path}:{no}: missing column(s)")
             yield {"good": r["sen"], "bad": r["wrong_sen"], "phenomenon": r.get("phenomenon") or "all"}
 
-    return _collect(f"multiblimp/{path.stem}", path, rows(), space_prefix=False)
+    # The published layout is <lang>/data.tsv: the set is then named by its language folder.
+    name = path.parent.name if path.stem == "data" and path.parent.name else path.stem
+    return _collect(f"multiblimp/{name}", path, rows(), space_prefix=False)
 
 
 def read_own(path: str | Path) -> PairSet:
@@ -115,10 +117,20 @@ def read_own(path: str | Path) -> PairSet:
 
 
 def read_pairs(path: str | Path) -> PairSet:
-    """Any pair file, by its format: ``.tsv`` MultiBLiMP, JSONL with ``sentence_good`` BLiMP, else ours."""
+    """Any pair file, by its format: ``.tsv`` MultiBLiMP, JSONL with ``sentence_good`` BLiMP, a
+    ``.yaml`` column mapping of any table (:func:`readers.read_mapped`), else ours; a directory is all
+    its pair files as one set (BLiMP's paradigm files)."""
     path = Path(path)
+    if path.is_dir():
+        from growmerge.evaluate.readers import read_pair_dir
+
+        return read_pair_dir(path)
     if not path.is_file():
         raise GrowmergeError(f"{path}: no such pair file")
+    if path.suffix in (".yaml", ".yml"):
+        from growmerge.evaluate.readers import read_mapped
+
+        return read_mapped(path)
     if path.suffix == ".tsv":
         return read_multiblimp(path)
     first = next(jsonl_rows(path), None)
@@ -206,12 +218,17 @@ def cldr_facts(lang: str, seed: int = 0) -> PairSet:
     return _collect(f"cldr/{lang}", Path(f"cldr:{lang}"), out, space_prefix=False)
 
 
-def read_fk(spec: str | Path, lang: str, seed: int = 0) -> PairSet:
-    """An FK source: ``cldr`` (offline facts), an mParaRel directory, or any pair file."""
+def read_fk(spec: str | Path, lang: str, seed: int = 0, k: int = 1) -> PairSet:
+    """An FK source: ``cldr`` (offline facts), an mParaRel directory (every pattern × every tuple, `k`
+    wrong objects each, as the paper), or any pair file."""
     if str(spec) == "cldr":
         return cldr_facts(lang, seed)
     path = Path(spec)
-    return read_mpararel(path, lang, seed) if path.is_dir() else read_pairs(path)
+    if path.is_dir() and (path / "patterns").is_dir():
+        from growmerge.evaluate.readers import read_mpararel_all
+
+        return read_mpararel_all(path, lang, k=k, seed=seed)
+    return read_pairs(path)
 
 
 # ---------------------------------------------------------------------------------------------
