@@ -57,7 +57,14 @@ def test_exported_tasks_score_like_growmerge_in_lm_eval(model_dir, tmp_path, mon
                           for g, b, f in LA_SV), encoding="utf-8")
     blimp = tmp_path / "blimp_like.jsonl"
     blimp.write_text("".join(json.dumps({"sentence_good": g, "sentence_bad": b, "UID": "x"}) + "\n" for g, b in FK_EN))
+    from test_readers import mpararel_fixture
+
+    fk = tmp_path / "fk" / "sv.jsonl"  # FK from mParaRel (every pattern x every tuple), as `pairs fk` writes it
+    r = CliRunner().invoke(app, ["pairs", "fk", "--lang", "sv", "--source", str(mpararel_fixture(tmp_path / "mp")),
+                                 "--out", str(fk), "--k", "2"])
+    assert r.exit_code == 0, r.output
     out = tmp_path / "tasks"
+    assert export_lm_eval(fk, out, name="gm_fk_sv")["pairs"] == 28
     r = CliRunner().invoke(app, ["pairs", "export-lm-eval", str(la), str(out), "--name", "gm_la_sv"])
     assert r.exit_code == 0 and "12 pairs -> task gm_la_sv" in r.output, r.output
     info = export_lm_eval(blimp, out)
@@ -67,7 +74,7 @@ def test_exported_tasks_score_like_growmerge_in_lm_eval(model_dir, tmp_path, mon
     assert yaml.safe_load((out / "growmerge_blimp_like.yaml").read_text())["target_delimiter"] == " "
 
     scorer = Scorer.from_dir(model_dir)
-    ours = {"gm_la_sv": score_pairs(scorer, read_pairs(la)),
+    ours = {"gm_la_sv": score_pairs(scorer, read_pairs(la)), "gm_fk_sv": score_pairs(scorer, read_pairs(fk)),
             "growmerge_blimp_like": score_pairs(scorer, read_pairs(blimp))}
 
     import lm_eval
