@@ -244,7 +244,8 @@ def test_real_mpararel_counts():
 def test_mapped_table_reads_csv_tsv_jsonl(tmp_path, fmt):
     rows = [{"original sentence": "Jag har en katt som heter Måns och han är svart .",
              "corrected sentence": "Jag har en katt som heter Måns och den är svart .", "error label": "M-Gend"},
-            {"original sentence": "Hon bor i Lund, nu.", "corrected sentence": "Hon bor i Lund nu.", "error label": "P"},
+            {"original sentence": "Hon bor i Lund, nu.", "corrected sentence": "Hon bor i Lund nu.",
+             "error label": "P"},
             {"original sentence": "Det är bra .", "corrected sentence": "Det är bra .", "error label": ""}]
     table = tmp_path / f"dalaj.{fmt}"
     if fmt == "jsonl":

@@ -19,7 +19,8 @@ def eval_cmd(
     ip: Optional[Path] = typer.Option(None, "--ip", help="parallel JSONL {id, en, tgt} for Information Parity"),
     la: List[Path] = typer.Option([], "--la", help="LA pair file(s): BLiMP JSONL or directory, MultiBLiMP TSV, "
                          "own JSONL, or a .pairs.yaml column mapping"),
-    fk: List[str] = typer.Option([], "--fk", help="FK source(s): 'cldr', an mParaRel directory, or a pair file"),
+    fk: List[str] = typer.Option([], "--fk", help="FK source(s): 'cldr', an mParaRel directory "
+                        "(every pattern × every tuple), or a pair file"),
     reference: Optional[Path] = typer.Option(None, "--reference", help="English reference model for IP"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="write the rows as JSON here"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="reference NLL cache (default $GROWMERGE_CACHE)"),
