@@ -9,6 +9,8 @@ Most cases run in this process (`cli.run_app`, milliseconds each); the ones abou
 limits, full disks and files changed under a running command run as their own process.
 
     .venv/bin/python -m pytest tests/test_bad_inputs.py -s    # also prints the tally by outcome
+    GROWMERGE_CORPUS_SUBPROCESS=1 PYTHONPATH=OTHER/src .venv/bin/python -m pytest tests/test_bad_inputs.py -s
+        # every case as its own process: the same corpus against another version of growmerge
 """
 
 from __future__ import annotations
@@ -374,7 +376,7 @@ CASES = [
     Case("data-file-size-limit", lambda w, d: ["data", "prepare", data_yaml(d, w), "--run-dir", d / "r"],
          "File too large", code=3, mode="fsize", may_leave=("r",), logs=True),
     Case("data-disk-full", lambda w, d: ["data", "prepare", data_yaml(d, w), "--run-dir", d / "full" / "r"],
-         "No space left", code=3, mode="fullfs", may_leave=("r",), logs=True),
+         "full/r: No space left on device", code=3, mode="fullfs", may_leave=("r",), logs=True),
     # -- study ----------------------------------------------------------------------------------
     Case("study-sizes-0", lambda w, d: ["study", "plan", study_yaml(d, lambda r: r["merge"].update(sizes=[0]))],
          "merge.sizes[0]"),
@@ -578,14 +580,15 @@ def execute(case: Case, ws: Workspace) -> tuple[Run, dict, dict, Path]:
     argv = case.argv(ws, d)
     assert argv, f"{case.name}: the case built no command"
     before = snapshot(ws.root)
+    separate = bool(os.environ.get("GROWMERGE_CORPUS_SUBPROCESS"))
     if case.mode == "inproc":
-        run = run_inproc(argv)
+        run = run_proc(argv, d) if separate else run_inproc(argv)
     elif case.mode == "proc":
         run = run_proc(argv, d)
     elif case.mode == "readonly":
         with read_only(d / "ro"):
             before = snapshot(ws.root)
-            run = run_inproc(argv)
+            run = run_proc(argv, d) if separate else run_inproc(argv)
     elif case.mode == "fsize":
         limit = 20_000  # bytes: far less than any model or shard this writes
 

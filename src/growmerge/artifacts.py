@@ -118,6 +118,18 @@ def fsync_tree(root: Path) -> None:
         fsync_path(Path(dirpath))
 
 
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError that names no file (a write() that hits a full disk, say) is given `path`, what was
+    being written: the one error line the CLI prints then says where."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
 def check_apart(out: str | Path, inputs: Iterable[str | Path | None]) -> None:
     """An output equal to, inside or containing an input would destroy it: refused, --force or not."""
     o = Path(out).expanduser().resolve()
@@ -173,9 +185,10 @@ def atomic_dir(out: str | Path, force: bool = False, kind: str | None = None,
     remove(tmp)
     tmp.mkdir()
     try:
-        yield tmp
-        fsync_tree(tmp)
-        publish(tmp, out)
+        with naming(out):
+            yield tmp
+            fsync_tree(tmp)
+            publish(tmp, out)
     except BaseException:
         remove(tmp)
         raise
@@ -202,7 +215,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     tmp = temp_sibling(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with naming(path), open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

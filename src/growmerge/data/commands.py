@@ -13,7 +13,7 @@ def prepare(config: Path = typer.Argument(..., help="study YAML (only its `data:
     """Build text splits, evaluation sets, tokenizer, packed shards and the data card."""
     import time
 
-    from growmerge.artifacts import check_names
+    from growmerge.artifacts import check_names, naming
     from growmerge.data.card import render_card
     from growmerge.data.prepare import prepare_data
     from growmerge.data.spec import load_data_spec
@@ -24,7 +24,8 @@ def prepare(config: Path = typer.Argument(..., help="study YAML (only its `data:
     check_names(spec.languages, f"{config}: data.languages:")
     check_names(spec.streams, f"{config}: data.streams:")
     t = time.time()
-    manifest = prepare_data(spec, run_dir, log=lambda msg: typer.echo(msg, err=True))
+    with naming(run_dir):  # a write that fails without a file name (a full disk) names the run directory
+        manifest = prepare_data(spec, run_dir, log=lambda msg: typer.echo(msg, err=True))
     typer.echo(render_card(manifest))
     typer.echo(f"prepared {run_dir / 'data'} in {time.time() - t:.1f} s", err=True)
 

@@ -33,8 +33,8 @@ import torch
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_state_dict,
                                                      set_state_dict)
 
-from growmerge.artifacts import (fsync_path, fsync_tree, read_json, read_safetensors_header, write_json_atomic,
-                                 write_meta, write_safetensors)
+from growmerge.artifacts import (fsync_path, fsync_tree, naming, read_json, read_safetensors_header,
+                                 write_json_atomic, write_meta, write_safetensors)
 from growmerge.errors import GrowmergeError
 from growmerge.train.distributed import Dist
 
@@ -254,8 +254,9 @@ def save_checkpoint(work: Path, step: int, model, optimizer, d: Dist, trainer: d
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "state").mkdir(parents=True)
     d.barrier()
-    export_hf(model, d, tmp, tokenizer_src, meta)
-    save_state(tmp / "state", model, optimizer, d, trainer)
+    with naming(final):
+        export_hf(model, d, tmp, tokenizer_src, meta)
+        save_state(tmp / "state", model, optimizer, d, trainer)
     d.barrier()
     if d.main:
         fsync_tree(tmp)
