@@ -225,19 +225,22 @@ class StudyConfig(Strict):
         return self
 
     def _check_merge_cells(self) -> None:
-        """Every method with the study's parameters, as merge-grid will give them to each cell: a NaN
-        weight or a weight sum normalize cannot divide by fails here, not after every model is trained."""
+        """Every method with the study's parameters, as merge-grid will give them to a cell of each size:
+        a NaN weight, a weight sum normalize cannot divide by, or a method that takes one model fails
+        here, not after every model is trained."""
         from growmerge.merge.config import parse_spec
         from growmerge.merge.grid import grid_spec
 
-        size = min(self.merge.sizes or [2])
-        models = [Path(f"<{lang}>") for lang in self.data.languages[:max(size, 1)]]
-        for method in self.merge.methods if len(self.data.languages) >= 2 else []:
-            try:
-                parse_spec(grid_spec(method, models, Path("<base>"), {**self.merge.parameters, "dtype": self.merge.dtype}),
-                           f"merge.{method}")
-            except GrowmergeError as exc:
-                raise ValueError(str(exc)) from None
+        langs = self.data.languages
+        sizes = sorted(set(self.merge.sizes or range(2, len(langs) + 1))) if len(langs) >= 2 else []
+        for method in self.merge.methods:
+            for size in sizes:
+                models = [Path(f"<{lang}>") for lang in langs[:size]]
+                params = {**self.merge.parameters, "dtype": self.merge.dtype}
+                try:
+                    parse_spec(grid_spec(method, models, Path("<base>"), params), f"merge.{method}")
+                except GrowmergeError as exc:
+                    raise ValueError(f"{exc} (subsets of {size})") from None
 
     def check_files(self) -> None:
         """Every evaluation file or directory the YAML names exists, and is named for one of the study's
