@@ -9,7 +9,8 @@ Most cases run in this process (`cli.run_app`, milliseconds each); the ones abou
 limits, full disks and files changed under a running command run as their own process.
 
     .venv/bin/python -m pytest tests/test_bad_inputs.py -s    # also prints the tally by outcome
-    GROWMERGE_CORPUS_SUBPROCESS=1 PYTHONPATH=OTHER/src .venv/bin/python -m pytest tests/test_bad_inputs.py -s
+    GROWMERGE_CORPUS_SUBPROCESS=1 GROWMERGE_CORPUS_TIMEOUT=20 PYTHONPATH=OTHER/src \
+        .venv/bin/python -m pytest tests/test_bad_inputs.py -s
         # every case as its own process: the same corpus against another version of growmerge
 """
 
@@ -38,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from conftest import make_tiny_llama
 
 PY = sys.executable
-TIMEOUT = 120  # seconds a case may take before it counts as a hang
+TIMEOUT = int(os.environ.get("GROWMERGE_CORPUS_TIMEOUT", 120))  # seconds before a case counts as a hang
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,7 +656,7 @@ def short_sql_limit():
     """A runaway query is stopped after 2 s here rather than the CLI's 20 (in-process runs)."""
     from growmerge.ledger import store
 
-    before, store.SQL_SECONDS = store.SQL_SECONDS, 2.0
+    before, store.SQL_SECONDS = getattr(store, "SQL_SECONDS", None), 2.0
     yield
     store.SQL_SECONDS = before
 
