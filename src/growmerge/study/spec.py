@@ -36,7 +36,7 @@ def known_names(names, allowed: tuple[str, ...], what: str):
 class ModelSpec(Strict):
     init: str = "demo-small"  # a train preset (fresh seed model) or an HF dir / hub id to start the seed from
     factor: int = Field(2, ge=2)  # HyperCloning growth factor of the "2x" scale
-    snr_db: float | None = None  # optional symmetry-breaking noise when cloning
+    snr_db: float | None = Field(None, ge=0)  # optional symmetry-breaking noise when cloning (dB, as clone --snr-db)
 
 
 class MergeStudySpec(Strict):
