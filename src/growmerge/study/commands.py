@@ -113,6 +113,7 @@ def study_plan(config: Path = typer.Argument(..., help="study YAML"),
     cfg = load_study(config)
     stages = build_plan(cfg)
     costs = estimate(cfg, stages)
+    warn_eval_files(cfg)
     head = f"{'#':>3} {'stage':24s} {'kind':11s} {'done':4s} {'tokens':>17s} {'FLOPs':>9s}"
     print(head + (f" {'nodes×GPUs':>10s} {'time':>7s} {'GPU-h':>9s}" if cost else "  parents"))
     for i, (s, c) in enumerate(zip(stages, costs), 1):
@@ -135,6 +136,19 @@ def study_plan(config: Path = typer.Argument(..., help="study YAML"),
         hours = sum(c.gpu_hours(PEAK_TFLOPS[gpu], mfu) or 0 for c in costs)
         print(f"GPU-hours at {mfu:.0%} MFU on {gpu} ({PEAK_TFLOPS[gpu]:.0f} TFLOP/s bf16 peak): {hours:,.0f} "
               f"(training only; merging and scoring are not costed)")
+
+
+def warn_eval_files(cfg) -> None:
+    """A user plans before downloading: every evaluation-file problem is a warning here (`study run`
+    refuses to start with one)."""
+    import sys
+
+    problems = cfg.eval_file_problems(read_all=True)
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    if problems:
+        print(f"warning: {len(problems)} evaluation file problem(s): `study run` will not start until they "
+              "are fixed", file=sys.stderr)
 
 
 @study_app.command("results")

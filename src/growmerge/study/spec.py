@@ -131,7 +131,7 @@ class EvalStudySpec(Strict):
                 yield from _paths(getattr(opts, field), f"eval.tasks.{task}.{field}")
 
 
-BUILTIN_SOURCES = ("cldr",)
+from growmerge.evaluate.tasks.minimal_pairs import BUILTIN_SOURCES  # noqa: E402  (FK's built-in source names)
 
 
 def _paths(value, where: str) -> Iterator[tuple[str, Path]]:
@@ -242,22 +242,50 @@ class StudyConfig(Strict):
                 except GrowmergeError as exc:
                     raise ValueError(f"{exc} (subsets of {size})") from None
 
-    def check_files(self) -> None:
-        """Every evaluation file or directory the YAML names exists, and is named for one of the study's
-        languages (checked before any stage runs; `study plan` skips it so a config for another
-        machine can be planned here)."""
-        allowed = {*self.data.languages, ENGLISH}
-        missing = []
+    def eval_languages(self) -> list[str]:
+        """The languages models are scored on: the study's and English (bases, forgetting)."""
+        return list(dict.fromkeys([ENGLISH, *self.data.languages]))
+
+    def eval_file_problems(self, read_all: bool = False) -> list[str]:
+        """One line per evaluation file or directory of the YAML that is named for a language outside
+        the study, missing, or that its reader rejects or finds no pairs in for its language. Missing
+        files come first: they are found without reading anything, and unless `read_all` nothing is
+        read once one is missing (`study run` stops at the first problem)."""
+        allowed = set(self.eval_languages())
+        wrong_lang, missing, unreadable, inputs = [], [], [], []
         for where, path in self.eval.named_paths():
             parts = where.split(".")  # eval.tasks.<task>.<field>[.<lang>][[i]]: a dict of paths is by language
             lang = parts[4].split("[")[0] if len(parts) > 4 else None
             if lang is not None and lang not in allowed:
-                raise GrowmergeError(f"{where}: {lang} is not one of this study's languages ({', '.join(sorted(allowed))})")
-            if not path.exists():
-                missing.append(f"{where}: {path}")
-        if missing:
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise GrowmergeError(f"evaluation file not found: {missing[0]}{more}; fix the path in the YAML")
+                wrong_lang.append(f"{where}: {lang} is not one of this study's languages ({', '.join(sorted(allowed))})")
+        for task in self.eval.tasks:
+            declared = get_task(task).inputs(self.eval.options(task), self.eval_languages(), self.seed)
+            if declared is None:  # a plugin task that does not say how to read its files: they must exist
+                missing += [f"evaluation file not found: {w}: {p}" for w, p in self.eval.named_paths()
+                            if w.startswith(f"eval.tasks.{task}.") and not p.exists()]
+                continue
+            for inp in declared:
+                if not inp.path.exists():
+                    missing.append(f"evaluation file not found: {inp.where}: {inp.path}")
+                else:
+                    inputs.append(inp)
+        if read_all or not missing:
+            for inp in inputs:
+                try:
+                    inp.read()
+                except GrowmergeError as exc:
+                    unreadable.append(f"{inp.where}: {exc}")
+        return wrong_lang + missing + unreadable
+
+    def check_files(self) -> None:
+        """Every evaluation file or directory the YAML names is named for one of the study's languages,
+        exists, parses with its reader and has pairs for its language (checked before any stage runs;
+        `study plan` prints the problems as warnings so a config for another machine can be planned)."""
+        problems = self.eval_file_problems()
+        if problems:
+            more = f" (and {len(problems) - 1} more: `growmerge study plan` lists them)" if len(problems) > 1 else ""
+            fix = "; fix the path in the YAML or fetch the file" if problems[0].startswith("evaluation file not") else ""
+            raise GrowmergeError(f"{problems[0]}{more}{fix}")
 
     def train_spec(self, phase: str) -> TrainSpec:
         return self._specs[phase]

@@ -28,6 +28,17 @@ class ScoreEnv:
 
 
 @dataclass(frozen=True)
+class EvalInput:
+    """An outside file or directory a task's options name, with how to read it: the study reads every
+    one before its first stage (a missing or unreadable file costs a line, not the training before
+    the stage that would trip on it)."""
+
+    where: str  # the YAML key that names it, e.g. eval.tasks.la.extra.is[0]
+    path: Path
+    read: Callable[[], Any]  # parses it for its language(s); raises GrowmergeError naming the file
+
+
+@dataclass(frozen=True)
 class PrepareEnv:
     """Where the pairs stage reads held-out data and writes the fixed per-language sets."""
 
@@ -59,6 +70,11 @@ class EvalTask:
         """The files a language is scored on: the prepared set (if made) and any extra files."""
         own = env.set_file(self.name, lang)
         return ([own] if own.is_file() else []) + [Path(p) for p in getattr(opts, "extra", {}).get(lang, [])]
+
+    def inputs(self, opts: Any, langs: list[str], seed: int = 0) -> list[EvalInput] | None:
+        """The outside files the options name, each with its reader, for the study's languages `langs`.
+        None (a task that does not declare them): the study checks only that named paths exist."""
+        return None
 
     def load(self, source: str | Path, lang: str, seed: int) -> Any:
         """Read and validate one set (before the model is loaded, so a bad file fails fast)."""

@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from growmerge.config import Strict
 from growmerge.errors import GrowmergeError
-from growmerge.evaluate.tasks import EvalTask, PrepareEnv, ScoreEnv, register, row
+from growmerge.evaluate.tasks import EvalInput, EvalTask, PrepareEnv, ScoreEnv, register, row
 from growmerge.names import ENGLISH
 
 
 class IPOptions(Strict):
     max_pairs: int = Field(200, ge=1)  # parallel pairs per language (the first N, fixed)
     files: dict[str, Path] = Field(default_factory=dict)  # lang -> parallel JSONL instead of the data stage's
+    # a FLORES+ directory (dev/ and devtest/): every language not in `files` is paired with English by id
+    flores: Path | None = None
+    flores_split: Literal["dev", "devtest"] = "devtest"
+
+
+def parallel_rows(opts: IPOptions, lang: str) -> list[dict] | None:
+    """The parallel rows the options give `lang` ({id, en, tgt, lang}), or None (the data stage's)."""
+    from growmerge.evaluate.parity import read_parallel
+
+    if lang in opts.files:
+        rows = read_parallel(opts.files[lang])
+        odd = next((r for r in rows if r.get("lang") not in (None, lang)), None)
+        if odd is not None:  # a file of another language under this key would measure that language
+            raise GrowmergeError(f"{opts.files[lang]}: rows are lang {odd['lang']!r}, named for {lang}")
+        return rows
+    if opts.flores is not None:
+        from growmerge.evaluate.readers import flores_parallel
+
+        return flores_parallel(opts.flores, lang, opts.flores_split)
+    return None
 
 
 class InformationParity(EvalTask):
@@ -25,10 +46,22 @@ class InformationParity(EvalTask):
         from growmerge.evaluate.pairs import jsonl_rows
         from growmerge.evaluate.perturb.sets import write_jsonl
 
-        parallel = opts.files.get(lang) or env.held_out("parallel", f"{lang}.jsonl")
-        if not Path(parallel).is_file():
-            raise GrowmergeError(f"{parallel}: missing (the data stage writes it)")
-        write_jsonl([r for _, r in jsonl_rows(Path(parallel))][: opts.max_pairs], env.set_file(self.name, lang))
+        rows = parallel_rows(opts, lang)
+        if rows is None:
+            parallel = env.held_out("parallel", f"{lang}.jsonl")
+            if not parallel.is_file():
+                raise GrowmergeError(f"{parallel}: missing (the data stage writes it)")
+            rows = [r for _, r in jsonl_rows(parallel)]
+        write_jsonl(rows[: opts.max_pairs], env.set_file(self.name, lang))
+
+    def inputs(self, opts: IPOptions, langs: list[str], seed: int = 0) -> list[EvalInput]:
+        out = [EvalInput(f"eval.tasks.ip.files.{lang}", path, lambda lang=lang: parallel_rows(opts, lang))
+               for lang, path in opts.files.items()]
+        if opts.flores is not None:
+            rest = [lang for lang in langs if lang not in opts.files]
+            out.append(EvalInput("eval.tasks.ip.flores", opts.flores,
+                                 lambda: [parallel_rows(opts, lang) for lang in rest]))
+        return out
 
     def load(self, source, lang: str, seed: int):
         from growmerge.evaluate.parity import read_parallel
