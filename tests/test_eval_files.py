@@ -26,6 +26,7 @@ def cli(capsys, *args) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of the CLI as a user runs it (errors as one line on stderr)."""
     from growmerge.cli import run_app
 
+    capsys.readouterr()  # only this command's output
     code = run_app([str(a) for a in args])
     out = capsys.readouterr()
     return code, out.out, out.err

@@ -101,6 +101,18 @@ def convert_smollm2_cmd(out: Path = typer.Argument(...),
     print(f"converted → {convert_gguf(smollm2_gguf(), out, force)}")
 
 
+@convert_app.command("hyperllama")
+def convert_hyperllama_cmd(
+    src: str = typer.Argument(..., help="a hyperllama checkpoint: a local directory or a hub id (liu-nlp/…)"),
+    out: Path = typer.Argument(..., help="output directory"),
+    force: bool = typer.Option(False, "--force", help="replace a previous conversion in OUT (never anything else)"),
+) -> None:
+    """The authors' upscaled checkpoints (model_type hyperllama) → a plain LlamaForCausalLM, no remote code run."""
+    from growmerge.convert import convert_hyperllama
+
+    print(f"converted → {convert_hyperllama(src, out, force)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(clone)
     app.add_typer(convert_app, name="convert")

@@ -130,7 +130,7 @@ class ReferenceStage(Stage):
         return self.id
 
     def run(self, ctx: Context) -> None:
-        from growmerge.convert import convert_gguf, smollm2_gguf
+        from growmerge.convert import convert_gguf, convert_hyperllama, is_hyperllama, smollm2_gguf
         from growmerge.ledger import record_model_dir
         from growmerge.names import REFERENCE
 
@@ -139,6 +139,8 @@ class ReferenceStage(Stage):
             convert_gguf(smollm2_gguf(), out, force=True)
         elif self.source.endswith(".gguf"):
             convert_gguf(self.source, out, force=True)
+        elif is_hyperllama(self.source):  # the authors' upscaled checkpoints: a plain Llama, no remote code
+            convert_hyperllama(self.source, out, force=True)
         else:
             out = Path(self.source)  # an HF dir or hub id is evaluated where it is
         record_model_dir(ctx.results, self.id, out, kind="reference",
