@@ -31,14 +31,14 @@ def eval_cmd(
     from rich.table import Table
 
     from growmerge.artifacts import write_json_atomic
+    from growmerge.device import pick_device
     from growmerge.evaluate.run import evaluate_model
-    from growmerge.evaluate.scorer import Scorer
 
-    # With the default, evaluate_model loads the model itself (on auto's device) after it has checked
-    # every set, so a bad file costs no model load; a device given explicitly is honoured up front.
-    scorer = Scorer.from_dir(model, device=device) if device != "auto" else None
+    pick_device(device)  # a GPU asked for on a machine without one fails before anything is read
+    # The model and the IP reference are loaded on `device` once every set has been read (a bad file
+    # costs no model load).
     rows = evaluate_model(model, lang, ip_file=ip, la_files=la, fk_files=fk, reference=reference,
-                          cache_dir=cache_dir, scorer=scorer)
+                          cache_dir=cache_dir, device=device)
     table = Table("task", "dataset", "metric", "value", "n")
     for r in rows:
         table.add_row(r["task"], r["dataset"], r["metric"], f"{r['value']:.4f}", str(r["n"]))

@@ -97,8 +97,9 @@ def default_cache_dir() -> Path:
 
 
 def reference_nll(reference_model_dir: str | Path, parallel_file: str | Path,
-                  cache_dir: str | Path | None = None, scorer=None) -> list[float]:
-    """English-side NLLs of `parallel_file` under the reference model, cached on disk."""
+                  cache_dir: str | Path | None = None, scorer=None, device: str = "auto") -> list[float]:
+    """English-side NLLs of `parallel_file` under the reference model (loaded on `device` when no
+    scorer is given), cached on disk."""
     from growmerge.artifacts import write_json_atomic
     from growmerge.evaluate.scorer import Scorer
 
@@ -110,7 +111,7 @@ def reference_nll(reference_model_dir: str | Path, parallel_file: str | Path,
         cached = json.loads(path.read_text())
         if len(cached["nll"]) == len(en):
             return cached["nll"]
-    scorer = scorer or Scorer.from_dir(reference_model_dir)
+    scorer = scorer or Scorer.from_dir(reference_model_dir, device=device)
     nll = scorer.sequence_nll(en, skip_too_long=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"reference": str(reference_model_dir), "parallel": str(parallel_file), "nll": nll})

@@ -301,7 +301,7 @@ class Scoring(Stage):
         # task (tasks do not declare whether they read it): a retrained reference rescores all.
         basis = {"model": model_identity(path), "reference": model_identity(reference) if reference.is_dir() else None,
                  "seed": self.seed}
-        score_env = ScoreEnv(reference=reference, cache_dir=ctx.root / "cache", seed=self.seed)
+        score_env = ScoreEnv(reference=reference, cache_dir=ctx.root / "cache", seed=self.seed, device=ctx.device)
         for lang in langs:
             todo: dict[str, tuple[list[Path], str]] = {}
             for t, opts in self.tasks.items():

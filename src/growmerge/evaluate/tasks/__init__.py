@@ -20,11 +20,13 @@ from growmerge.errors import GrowmergeError
 
 @dataclass(frozen=True)
 class ScoreEnv:
-    """What scoring needs beyond the model: the fixed English reference (IP), a cache, the seed."""
+    """What scoring needs beyond the model: the fixed English reference (IP), a cache, the seed, and
+    the device every model of the evaluation is loaded on (the reference too)."""
 
     reference: Path | None = None
     cache_dir: Path | None = None
     seed: int = 0
+    device: str = "auto"  # growmerge.device.pick_device's forms
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ class InformationParity(EvalTask):
         if env.reference is None:
             raise GrowmergeError("Information Parity needs the English reference model: pass --reference DIR")
         same = Path(str(env.reference)).resolve() == Path(str(model_dir)).resolve()
-        ref = reference_nll(env.reference, path, env.cache_dir, scorer=scorer if same else None)
+        ref = reference_nll(env.reference, path, env.cache_dir, scorer=scorer if same else None, device=env.device)
         # On English the model scores the English side itself: its forgetting, against the reference.
         side = [{"tgt": r["en"]} for r in parallel] if lang == ENGLISH else parallel
         ip = information_parity(scorer, side, ref)
