@@ -134,3 +134,25 @@ def test_ip_prepares_from_flores_and_fk_takes_k(tmp_path):
         fk.Options.model_validate({"k": 0})
     with pytest.raises(Exception, match="dev"):
         ip.Options.model_validate({"flores_split": "test"})
+
+
+def test_large_models_read_the_first_pairs_of_any_published_format(tmp_path):
+    """A reference (max_pairs) or a merge (merge_max_pairs) scores the first N pairs of every set, also of
+    a BLiMP directory or a MultiBLiMP TSV (configs/paper.yaml names both), with the set's convention."""
+    from test_readers import blimp_row
+
+    from growmerge.evaluate.pairs import read_pairs
+    from growmerge.study.stages import trim
+
+    blimp = tmp_path / "eval-data" / "blimp"
+    write_jsonl(blimp / "anaphor_gender_agreement.jsonl",
+                [blimp_row("anaphor_gender_agreement", f"Mary saw herself {i}.", f"Mary saw himself {i}.", i)
+                 for i in range(5)])
+    tsv = tmp_path / "eval-data" / "multiblimp" / "isl" / "data.tsv"
+    tsv.parent.mkdir(parents=True)
+    tsv.write_text("sen\twrong_sen\tphenomenon\nHann sefur .\tHann sofa .\tSV-#\nVið sögðum .\tVið sagði .\tSV-P\n"
+                   "Þú sefur .\tÞú sofa .\tSV-#\n", encoding="utf-8")
+    for src, n in ((blimp, 3), (tsv, 2)):
+        whole, small = read_pairs(src), read_pairs(trim(tmp_path / "run", src, n))
+        assert small.pairs == whole.pairs[:n] and small.space_prefix == whole.space_prefix
+    assert read_pairs(trim(tmp_path / "run", blimp, 3)).name == "blimp/blimp"

@@ -346,13 +346,30 @@ def trim(root: Path, path: Path, max_pairs: int | None) -> Path:
     from growmerge.evaluate.pairs import jsonl_rows
 
     small = root / "eval" / f"first-{max_pairs}" / path.parent.name / path.name
-    if not path.is_file():
+    if path.is_dir() or (path.is_file() and path.suffix != ".jsonl"):
+        small, rows = small.with_name(path.name + ".jsonl"), first_pairs(path, max_pairs)
+    elif not path.is_file():
         raise GrowmergeError(f"{path}: missing (the pairs stage writes it)")
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for _, r in islice(jsonl_rows(path), max_pairs))
+    else:
+        rows = [r for _, r in islice(jsonl_rows(path), max_pairs)]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if not small.is_file() or small.read_text(encoding="utf-8") != text:
         small.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(small, text)
     return small
+
+
+def first_pairs(path: Path, max_pairs: int) -> list[dict]:
+    """The first pairs of a set in another published format (a BLiMP directory, a MultiBLiMP TSV, a
+    column mapping) as JSONL rows that read back with the same text convention: BLiMP's fields when
+    it is scored with a leading space, ours otherwise."""
+    from growmerge.evaluate.pairs import read_pairs
+
+    data = read_pairs(path)
+    if data.space_prefix:
+        return [{"sentence_good": p["good"], "sentence_bad": p["bad"], "UID": p["phenomenon"]}
+                for p in data.pairs[:max_pairs]]
+    return [{"good": p["good"], "bad": p["bad"], "phenomenon": p["phenomenon"]} for p in data.pairs[:max_pairs]]
 
 
 class EvalStage(Scoring):
