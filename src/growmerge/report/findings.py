@@ -266,6 +266,14 @@ FINDINGS: list[tuple[str, Callable[[StudyView], list[Claim]]]] = [
     ("Upscaled merges beat 1× merges, most visibly on IP.", finding_9),
 ]
 
+def beyond_paper() -> list[tuple[str, Callable[[StudyView], list[Claim] | None]]]:
+    """Lines for the study options beyond the paper (report/sweep.py, report/predictors.py)."""
+    from growmerge.report.predictors import PREDICTORS_TEXT, finding_predictors
+    from growmerge.report.sweep import DENSITY_TEXT, finding_density
+
+    return [(DENSITY_TEXT, finding_density), (PREDICTORS_TEXT, finding_predictors)]
+
+
 RULE = ("A difference counts only if |Δ| > max(0.002, 2·SE); SE is binomial for accuracies and ip_std/√n "
         "for IP. ✗ if any claim is contradicted beyond noise, ✓ if all hold, else inconclusive.")
 
@@ -285,6 +293,11 @@ def findings(results: Results | StudyView, min_validity: float | None = None) ->
     for number, (text, check) in enumerate(FINDINGS, start=1):
         status, evidence = verdict(check(view))
         out.append({"number": number, "text": text, "status": status, "evidence": evidence})
+    for text, check in beyond_paper():
+        claims = check(view)
+        if claims is not None:  # None: the study option was off, and the line is left out
+            status, evidence = verdict(claims)
+            out.append({"number": len(out) + 1, "text": text, "status": status, "evidence": evidence})
     sets = getattr(view.results, "sets", None)
     out.note = sets.note() if sets is not None else ""
     return out
