@@ -117,7 +117,9 @@ def correlation(points: list[dict], predictor: str, task: str) -> tuple[float, f
 
 
 def _rho_text(rho: float, p: float, n: int) -> str:
-    return f"no data (n={n})" if math.isnan(rho) else f"ρ={rho:+.2f} (n={n}, p={p:.3f})"
+    if n < 3:
+        return f"too few pairs to rank (n={n})"
+    return f"undefined: one side is constant (n={n})" if math.isnan(rho) else f"ρ={rho:+.2f} (n={n}, p={p:.3f})"
 
 
 def fig_predictors(view: StudyView, out_dir: Path):

@@ -118,7 +118,8 @@ def finding_density(view: StudyView):
             if r["method"] == method:
                 at.setdefault(r[SWEPT], {})[(r["scale"], r["languages"], r["lang"])] = r["cell"]
         if len(at) < 2:
-            claims.append(Claim(INCONCLUSIVE, f"{name} {method}: fewer than two densities merged"))
+            claims.append(Claim(INCONCLUSIVE, f"{name} {method}: " + (
+                "not merged with a density sweep in this run" if not at else "one density only")))
             continue
         lo, hi = min(at), max(at)
         claims.append(greater(f"{name} {method} density {hi:g} vs {lo:g}",
