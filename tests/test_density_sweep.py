@@ -108,3 +108,55 @@ def test_the_demo_config_plans_as_before():
     merge = next(s for s in build_plan(cfg) if s.id == "merge_1x")
     assert merge.parameters == {"density": 0.5, "normalize": True, "int8_mask": True}
     assert [label for m in merge.methods for label, _ in method_variants(m, merge.parameters)] == merge.methods
+
+
+def swept_results(run_dir, la_at: dict[str, dict[float, float]], linear: float = 0.80):
+    """Synthetic results of a 1x density sweep on LA: la_at[method][density] is every cell's score."""
+    from itertools import combinations
+
+    from growmerge.ledger.store import Results
+
+    res = Results(run_dir)
+    langs = ("sv", "da", "fa")
+    score = lambda model, lang, v: dict(model=model, step=-1, lang=lang, task="la", dataset="set",  # noqa: E731
+                                        metric="accuracy", value=v, n=20000)
+    scores = []
+    for lang in langs:
+        res.add_model(f"1x_{lang}", "adapt", setup="1x", scale="1x", languages=[lang])
+        scores.append(score(f"1x_{lang}", lang, 0.85))
+    for pair in combinations(sorted(langs), 2):
+        cells = [("linear", linear)] + [(f"{m}@density={d!r}", v) for m, by in la_at.items() for d, v in by.items()]
+        for label, value in cells:
+            name = f"merge/1x/{label}/{'+'.join(pair)}"
+            res.add_merge(name, label.split("@")[0], "1x", pair)
+            scores += [score(name, lang, value) for lang in pair]
+    res.add_scores(scores)
+    return res
+
+
+def finding_line(res, text):
+    from growmerge.report import findings
+
+    return next((f for f in findings(res) if f["text"] == text), None)
+
+
+def test_the_density_line_follows_the_numbers(tmp_path):
+    from growmerge.report.findings import FAILS, HOLDS, INCONCLUSIVE
+    from growmerge.report.sweep import DENSITY_TEXT
+
+    recovers = {"ties": {0.1: 0.55, 0.9: 0.795}, "dare_ties": {0.1: 0.50, 0.9: 0.79}}
+    with swept_results(tmp_path / "a", recovers) as res:
+        line = finding_line(res, DENSITY_TEXT)
+        assert line["status"] == HOLDS, line["evidence"]
+        assert "LA dare_ties density 0.9 vs 0.1: 0.790 vs 0.500" in line["evidence"]
+        # the paper's method ranking pools the densities of a swept method (no value silently wins)
+        seven = finding_line(res, "Methods: linear ≈ task arithmetic > MultiSlerp > TIES > DARE-TIES (≈ chance).")
+        assert "LA TIES > DARE-TIES: 0.673 vs 0.645" in seven["evidence"]
+    still_broken = {"ties": {0.1: 0.50, 0.9: 0.52}, "dare_ties": {0.1: 0.50, 0.9: 0.50}}
+    with swept_results(tmp_path / "b", still_broken) as res:
+        line = finding_line(res, DENSITY_TEXT)
+        assert line["status"] == FAILS and "≈ linear (within 0.02): 0.520 vs 0.800" in line["evidence"]
+    with swept_results(tmp_path / "c", {"ties": {0.1: 0.55, 0.9: 0.795}}) as res:
+        assert finding_line(res, DENSITY_TEXT)["status"] == INCONCLUSIVE  # DARE-TIES not swept
+    with swept_results(tmp_path / "d", {}) as res:
+        assert finding_line(res, DENSITY_TEXT) is None  # no sweep: no line

@@ -87,3 +87,58 @@ def test_the_option_plans_a_similarity_stage_per_merged_scale_and_needs_ip(tmp_p
     raw["eval"]["tasks"] = {"la": {"pairs": 10}}
     with pytest.raises(GrowmergeError, match="analysis.predictors needs the ip task"):
         parse(StudyConfig, raw, "study.yaml")
+
+
+def predictor_results(run_dir, sign: float):
+    """Two scales x three pairs: the pair's LA score change is -0.1 * rank; cosine and CKA follow the
+    rank with `sign` (+1: the more similar, the better the merge)."""
+    import json
+    from itertools import combinations
+
+    from growmerge.ledger.store import Results
+
+    res = Results(run_dir)
+    langs = ["da", "fa", "sv"]
+    score = lambda model, lang, v: dict(model=model, step=-1, lang=lang, task="la", dataset="set",  # noqa: E731
+                                        metric="accuracy", value=v, n=20000)
+    scores = []
+    (run_dir / "analysis").mkdir(parents=True)
+    for s, scale in enumerate(("1x", "2x")):
+        for lang in langs:
+            res.add_model(f"{scale}_{lang}", "adapt", setup=scale, scale=scale, languages=[lang])
+            scores.append(score(f"{scale}_{lang}", lang, 0.9))
+        pairs, cos = [], [[1.0] * 3 for _ in langs]
+        for i, (a, b) in enumerate(combinations(langs, 2)):
+            rank = 3 * s + i  # 0..5 over both scales
+            name = f"merge/{scale}/linear/{a}+{b}"
+            res.add_merge(name, "linear", scale, [a, b])
+            scores += [score(name, lang, 0.9 - 0.05 * rank) for lang in (a, b)]
+            sim = 0.5 - sign * 0.05 * rank
+            pairs.append({"languages": [a, b], "cka": [1.0, sim, sim], "cka_mean": sim, "sentences": 16})
+            cos[langs.index(a)][langs.index(b)] = cos[langs.index(b)][langs.index(a)] = sim - 0.4
+        (run_dir / "analysis" / f"similarity_{scale}.json").write_text(json.dumps(
+            {"languages": langs, "layers": 3, "sentences": {x: 8 for x in langs}, "pairs": pairs}))
+        (run_dir / "analysis" / f"vectors_{scale}.json").write_text(json.dumps(
+            {"languages": langs, "overall": {"cosine": cos, "norm": [1.0] * 3}}))
+    res.add_scores(scores)
+    return res
+
+
+def test_the_predictors_line_and_figure_follow_the_numbers(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from growmerge.report import findings
+    from growmerge.report.findings import FAILS, HOLDS
+    from growmerge.report.predictors import PREDICTORS_TEXT, fig_predictors
+    from growmerge.report.view import StudyView
+
+    for sign, status in ((1.0, HOLDS), (-1.0, FAILS)):
+        with predictor_results(tmp_path / f"run{sign:+.0f}", sign) as res:
+            line = next(f for f in findings(res) if f["text"] == PREDICTORS_TEXT)
+            assert line["status"] == status, line["evidence"]
+            assert f"vs cosine: ρ={sign:+.2f} (n=6, p=0.003)" in line["evidence"]
+            assert f"vs cka: ρ={sign:+.2f} (n=6, p=0.003)" in line["evidence"]
+            fig = fig_predictors(StudyView(res), tmp_path)
+            assert fig.files == ["predictors.png"] and (tmp_path / "predictors.png").is_file()
+            assert len(fig.table["rows"]) == 6 and fig.table["rows"][0][:4] == ["1x", "da+fa", "0.100", "0.500"]

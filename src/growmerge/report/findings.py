@@ -210,7 +210,10 @@ def finding_7(view: StudyView) -> list[Claim]:
     cells: dict[str, dict] = {}
     for r in view.merge_rows:
         if r["task"] == "la":
-            cells.setdefault(r["method"], {})[(r["scale"], r["languages"], r["lang"])] = r["cell"]
+            cells.setdefault(r["method"], {}).setdefault((r["scale"], r["languages"], r["lang"]), []).append(r["cell"])
+    # A method merged with a parameter sweep (report/sweep.py) has one cell per value: pooled here.
+    cells = {m: {k: cs[0] if len(cs) == 1 else mean_cell(cs) for k, cs in by_key.items()}
+             for m, by_key in cells.items()}
     claims = []
     if all(m in cells for m in METHOD_RANK[0]):
         claims.append(close("LA linear ≈ task arithmetic", *paired(
@@ -239,10 +242,15 @@ def finding_8(view: StudyView) -> list[Claim]:
 
 
 def finding_9(view: StudyView) -> list[Claim]:
-    one = {(r["method"], r["languages"], r["lang"], r["task"]): r["cell"] for r in view.merge_rows if r["scale"] == "1x"}
+    from growmerge.report.sweep import variant
+
+    def method(r):  # a swept cell is compared with the same parameter values at 1x
+        return r["method"], tuple(sorted(variant(r["merge"]).items()))
+
+    one = {(method(r), r["languages"], r["lang"], r["task"]): r["cell"] for r in view.merge_rows if r["scale"] == "1x"}
     claims, gains = [], {}
     for t in view.tasks or ["ip"]:
-        up, base = paired((r["cell"], one.get((r["method"], r["languages"], r["lang"], t)))
+        up, base = paired((r["cell"], one.get((method(r), r["languages"], r["lang"], t)))
                           for r in view.merge_rows if r["scale"] != "1x" and r["task"] == t)
         claims.append(greater(f"{TASKS[t].short} upscaled merges vs 1x merges", up, base))
         if up is not None and base is not None:
