@@ -77,6 +77,7 @@ def test_the_predictors_run_through_the_study(study):
     assert "LA score change vs cka: ρ=" in line["evidence"]
     html = (study / "report" / "index.html").read_text()
     assert 'id="predictors"' in html and (study / "report" / "predictors.png").is_file()
+    assert (study / "report" / "predictors_cka_layers.png").is_file()
     table = html[html.index('id="predictors"'):]
     assert all(pair in table for pair in ("da+fa", "da+sv", "fa+sv"))
 

@@ -140,5 +140,6 @@ def test_the_predictors_line_and_figure_follow_the_numbers(tmp_path):
             assert f"vs cosine: ρ={sign:+.2f} (n=6, p=0.003)" in line["evidence"]
             assert f"vs cka: ρ={sign:+.2f} (n=6, p=0.003)" in line["evidence"]
             fig = fig_predictors(StudyView(res), tmp_path)
-            assert fig.files == ["predictors.png"] and (tmp_path / "predictors.png").is_file()
+            assert fig.files == ["predictors.png", "predictors_cka_layers.png"]
+            assert all((tmp_path / name).is_file() for name in fig.files)
             assert len(fig.table["rows"]) == 6 and fig.table["rows"][0][:4] == ["1x", "da+fa", "0.100", "0.500"]

@@ -106,7 +106,7 @@ def pair_points(view: StudyView) -> list[dict] | None:
             cos = cosine[vlangs.index(a)][vlangs.index(b)] if cosine and a in vlangs and b in vlangs else None
             change = {t: float(np.mean(v)) for t in view.tasks if (v := merges.get((scale, (a, b), t)))}
             points.append({"scale": scale, "pair": f"{a}+{b}", "cosine": cos, "cka": pair.get("cka_mean"),
-                           "change": change})
+                           "cka_layers": pair.get("cka") or [], "change": change})
     return points
 
 
@@ -133,7 +133,8 @@ def fig_predictors(view: StudyView, out_dir: Path):
                "Each pair of per-language models of a scale: its weight-space cosine (language vectors) and "
                "activation-space linear CKA (hidden states on the parallel evaluation sentences, mean over "
                "layers) against the pair merge's score change (merge minus unmerged, mean over both "
-               "languages and every method). ρ: Spearman rank correlation over all pairs.")
+               "languages and every method). ρ: Spearman rank correlation over all pairs. Second image: "
+               "each pair's CKA layer by layer.")
     tasks = [t for t in view.tasks if any(t in p["change"] for p in points)]
     f.table = {"columns": ["scale", "pair", "weight cosine", "CKA", *(f"Δ {TASKS[t].short}" for t in tasks)],
                "rows": [[p["scale"], p["pair"], "–" if p["cosine"] is None else f"{p['cosine']:.3f}",
@@ -160,7 +161,26 @@ def fig_predictors(view: StudyView, out_dir: Path):
             ax.set_ylabel(f"{TASKS[task].short} merge − unmerged", fontsize=7)
     axes[0, 0].legend(fontsize=6, title="scale", title_fontsize=6)
     f.files.append(save(fig, out_dir, "predictors.png"))
+    f.files.append(save(cka_by_layer(points), out_dir, "predictors_cka_layers.png"))
     return f
+
+
+def cka_by_layer(points: list[dict]):
+    """One panel per scale: each pair's CKA at every layer (0 = the embeddings)."""
+    from growmerge.report.figures import new_figure
+
+    scales = [s for s in SCALES if any(p["scale"] == s for p in points)]
+    fig = new_figure(0.8 + 2.8 * len(scales), 2.6)
+    axes = fig.subplots(1, len(scales), squeeze=False, sharey=True)[0]
+    for ax, scale in zip(axes, scales):
+        for p in points:
+            if p["scale"] == scale and p["cka_layers"]:
+                ax.plot(range(len(p["cka_layers"])), p["cka_layers"], marker=".", lw=0.8, label=p["pair"])
+        ax.set_title(f"CKA by layer · {scale}", fontsize=8)
+        ax.set_xlabel("layer (0: embeddings)", fontsize=7)
+    axes[0].set_ylabel("linear CKA", fontsize=7)
+    axes[0].legend(fontsize=5, ncol=2)
+    return fig
 
 
 def finding_predictors(view: StudyView):
