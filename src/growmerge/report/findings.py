@@ -274,6 +274,7 @@ FINDINGS: list[tuple[str, Callable[[StudyView], list[Claim]]]] = [
     ("Upscaled merges beat 1× merges, most visibly on IP.", finding_9),
 ]
 
+
 def beyond_paper() -> list[tuple[str, Callable[[StudyView], list[Claim] | None]]]:
     """Lines for the study options beyond the paper (report/sweep.py, report/predictors.py)."""
     from growmerge.report.predictors import PREDICTORS_TEXT, finding_predictors

@@ -65,9 +65,10 @@ class MergeStudySpec(Strict):
 
         for name, value in parameters.items():
             try:
-                for v in value if isinstance(value, list) else [value]:  # a list is a sweep (merge.grid)
-                    find_param(name).convert(v, "merge")
-                check_sweep({name: value})
+                if isinstance(value, list):  # a sweep (merge.grid): each value checked
+                    check_sweep({name: value})
+                else:
+                    find_param(name).convert(value, "merge")
             except GrowmergeError as exc:
                 raise ValueError(str(exc)) from None
         return parameters
