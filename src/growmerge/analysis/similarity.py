@@ -50,7 +50,7 @@ def pooled_states(model_dir: Path, texts: list[str], device: str = "cpu", batch:
     from growmerge.evaluate.scorer import Scorer
 
     scorer = Scorer.from_dir(model_dir, device=device)
-    model, dev = scorer.model, scorer.device
+    model, dev = scorer.model.base_model, scorer.device  # the body: no logits over the vocabulary
     cap = min(MAX_TOKENS, scorer.max_len)
     seqs = [([scorer.bos] + scorer.encode(t))[:cap] for t in texts]
     layers: list[list[torch.Tensor]] = []
