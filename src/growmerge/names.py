@@ -19,7 +19,7 @@ PHASES = ("seed_code", "seed_mixed", "base", "adapt", "multi")
 
 # The kinds of study stage (growmerge.study.stages; the cluster section's per-kind resources).
 STAGE_KINDS = ("data", "pairs", "reference", "train", "clone", "merge", "eval", "eval_merges", "matched", "vectors",
-               "report")
+               "report", "similarity")
 
 # What a model is in the lineage (the `kind` of results.sqlite's models table).
 MODEL_KINDS = ("seed", "base", "adapt", "clone", "merge", "reference")

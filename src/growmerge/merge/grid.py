@@ -3,6 +3,10 @@
 The paper merges every pair, triple, ... of its languages with five methods. Run one by one, each
 merge re-reads (and re-casts) every input tensor; here the engine reads each tensor name once for
 all pending merges and streams each result into its own output directory.
+
+A parameter given as a list (``density: [0.1, 0.5, 0.9]``) is a sweep: every method that takes it
+merges once per value (the product when several are lists), into ``<method>@density=0.1/...``; a
+method that does not take it merges once, as ``<method>/``. Scalars keep the plain ``<method>/``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,62 @@ def subsets(langs: list[str], sizes: list[int] | None) -> list[tuple[str, ...]]:
     return [c for s in sorted(set(sizes)) for c in itertools.combinations(langs, s)]
 
 
+VARIANT = "@"  # <method>@<name>=<value>,<name>=<value>: a cell of a parameter sweep
+
+
+def sweep_names(method: str, params: dict) -> list[str]:
+    """The list-valued parameters that change `method`'s numbers (those it sweeps), sorted."""
+    takes = {p.name for m in (True, False) for p in get_method(method).effective(per_model=m)}
+    return sorted(k for k, v in params.items() if isinstance(v, list) and k in takes)
+
+
+def value_text(value) -> str:
+    """A parameter value as it appears in a variant label: round-trippable, so values never collide."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def method_variants(method: str, params: dict) -> list[tuple[str, dict]]:
+    """(label, scalar parameters) of each cell `method` merges with: one per combination of the values
+    of the lists it takes (label ``<method>@k=v,...``), or one labelled `method` when it sweeps nothing.
+    Lists of parameters it does not take are dropped: they would not change its numbers."""
+    swept = sweep_names(method, params)
+    fixed = {k: v for k, v in params.items() if not isinstance(v, list)}
+    if not swept:
+        return [(method, fixed)]
+    out = []
+    for values in itertools.product(*(params[k] for k in swept)):
+        cell = dict(zip(swept, values))
+        out.append((method + VARIANT + ",".join(f"{k}={value_text(v)}" for k, v in cell.items()), {**fixed, **cell}))
+    return out
+
+
+def parse_variant(label: str) -> tuple[str, dict]:
+    """`ties@density=0.3` -> ("ties", {"density": 0.3}); a plain method name -> (name, {})."""
+    import ast
+
+    method, _, rest = label.partition(VARIANT)
+    values = {}
+    for item in filter(None, rest.split(",")):
+        key, _, text = item.partition("=")
+        values[key] = text == "true" if text in ("true", "false") else ast.literal_eval(text)
+    return method, values
+
+
+def check_sweep(params: dict) -> None:
+    """A list value is a sweep: non-empty, each value valid for the parameter, none twice."""
+    from growmerge.merge.registry import find_param
+
+    for name, value in params.items():
+        if not isinstance(value, list):
+            continue
+        if name in SPEC_KEYS or not value:
+            raise GrowmergeError(f"merge parameter {name}: " + ("a list must hold at least one value" if not value
+                                 else "takes one value, not a list"))
+        converted = [find_param(name).convert(v, "merge") for v in value]
+        if len(set(map(value_text, converted))) != len(converted):
+            raise GrowmergeError(f"merge parameter {name}: {value} lists a value twice")
+
+
 def grid_spec(method: str, paths: list[Path], base: Path | None, params: dict) -> dict:
     """A mergekit-style spec for one cell: equal weights unless given, and the parameters that
     change this method's numbers (others in `params` are meant for other methods of the grid)."""
@@ -57,7 +117,8 @@ def grid_spec(method: str, paths: list[Path], base: Path | None, params: dict) -
 def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], sizes: list[int] | None,
                out_root: Path, params: dict, compat: bool = False,
                progress: Callable[[int], Callable[[], None]] | None = None, device: str = "cpu") -> list[Path]:
-    """Merge every subset with every method into out_root/<method>/<lang+lang+...>/.
+    """Merge every subset with every method into out_root/<method>/<lang+lang+...>/ (a swept method:
+    out_root/<method>@<param>=<value>/..., one directory per value; see `method_variants`).
 
     A cell whose output already carries the same fingerprint (same inputs, method and parameters) is
     kept; a previous merge with another fingerprint is redone; anything else in the way is an error.
@@ -72,6 +133,7 @@ def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], s
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise GrowmergeError(f"unknown merge-grid parameter {unknown[0]!r}; use one of {', '.join(allowed)}")
+    check_sweep(params)
     langs = sorted(models)
     combos = subsets(langs, sizes)
     order = ([base] if base else []) + [Path(models[lang]) for lang in langs]
@@ -82,12 +144,13 @@ def merge_grid(models: dict[str, Path], base: Path | None, methods: list[str], s
 
     cells: list[tuple[MergeSpec, Path, list[int], str]] = []
     outputs = []
-    for method in methods:
+    for method, label, cell_params in ((m, *v) for m in methods for v in method_variants(m, params)):
         for combo in combos:
-            out = Path(out_root) / method / subset_name(combo)
+            out = Path(out_root) / label / subset_name(combo)
             check_apart(out, order)
             outputs.append(out)
-            spec = parse_spec(grid_spec(method, [models[c] for c in combo], base, params), f"{method}/{subset_name(combo)}")
+            spec = parse_spec(grid_spec(method, [models[c] for c in combo], base, cell_params),
+                              f"{label}/{subset_name(combo)}")
             fingerprint = merge_fingerprint(spec, compat, identity)
             if out.exists() and not (out.is_dir() and not any(out.iterdir())):
                 if own_kind(out) != "merge":

@@ -295,11 +295,22 @@ def fig_la_validity(view: StudyView, out_dir: Path) -> Figure:
 
 def all_figures(view: StudyView, run_dir: Path, out_dir: Path) -> list[Figure]:
     """Every figure; one that fails on unexpected data becomes a visible note, not a missing report."""
-    makers = [fig_setups, fig_la_validity, fig_compute_matched, fig_pairwise, fig_methods, fig_training]
+    makers = [fig_setups, fig_la_validity, fig_compute_matched, fig_pairwise, fig_methods, fig_training,
+              *beyond_paper_figures()]
     figs = []
     for make in makers:
         try:
-            figs.append(make(view, out_dir))
+            fig = make(view, out_dir)
+            if fig is not None:  # a study option beyond the paper that was off
+                figs.append(fig)
         except Exception as exc:  # a figure must never take the whole report down
             figs.append(Figure(make.__name__, make.__name__, "", note=f"figure failed: {type(exc).__name__}: {exc}"))
     return figs + fig_vectors(run_dir, out_dir)
+
+
+def beyond_paper_figures() -> list:
+    """Figures of the study options beyond the paper; each returns None when its option was off."""
+    from growmerge.report.predictors import fig_predictors
+    from growmerge.report.sweep import fig_density
+
+    return [fig_density, fig_predictors]

@@ -228,7 +228,10 @@ def finding_7(view: StudyView) -> list[Claim]:
     cells: dict[str, dict] = {}
     for r in view.merge_rows:
         if r["task"] == "la":
-            cells.setdefault(r["method"], {})[(r["scale"], r["languages"], r["lang"])] = r["cell"]
+            cells.setdefault(r["method"], {}).setdefault((r["scale"], r["languages"], r["lang"]), []).append(r["cell"])
+    # A method merged with a parameter sweep (report/sweep.py) has one cell per value: pooled here.
+    cells = {m: {k: cs[0] if len(cs) == 1 else mean_cell(cs) for k, cs in by_key.items()}
+             for m, by_key in cells.items()}
     claims = []
     if all(m in cells for m in METHOD_RANK[0]):
         claims.append(close("LA linear ≈ task arithmetic", *paired(
@@ -257,10 +260,15 @@ def finding_8(view: StudyView) -> list[Claim]:
 
 
 def finding_9(view: StudyView) -> list[Claim]:
-    one = {(r["method"], r["languages"], r["lang"], r["task"]): r["cell"] for r in view.merge_rows if r["scale"] == "1x"}
+    from growmerge.report.sweep import variant
+
+    def method(r):  # a swept cell is compared with the same parameter values at 1x
+        return r["method"], tuple(sorted(variant(r["merge"]).items()))
+
+    one = {(method(r), r["languages"], r["lang"], r["task"]): r["cell"] for r in view.merge_rows if r["scale"] == "1x"}
     claims, gains = [], {}
     for t in view.tasks or ["ip"]:
-        up, base = paired((r["cell"], one.get((r["method"], r["languages"], r["lang"], t)))
+        up, base = paired((r["cell"], one.get((method(r), r["languages"], r["lang"], t)))
                           for r in view.merge_rows if r["scale"] != "1x" and r["task"] == t)
         claims.append(greater(f"{TASKS[t].short} upscaled merges vs 1x merges", up, base))
         if up is not None and base is not None:
@@ -284,6 +292,15 @@ FINDINGS: list[tuple[str, Callable[[StudyView], list[Claim]]]] = [
     ("Upscaled merges beat 1× merges, most visibly on IP.", finding_9),
 ]
 
+
+def beyond_paper() -> list[tuple[str, Callable[[StudyView], list[Claim] | None]]]:
+    """Lines for the study options beyond the paper (report/sweep.py, report/predictors.py)."""
+    from growmerge.report.predictors import PREDICTORS_TEXT, finding_predictors
+    from growmerge.report.sweep import DENSITY_TEXT, finding_density
+
+    return [(DENSITY_TEXT, finding_density), (PREDICTORS_TEXT, finding_predictors)]
+
+
 RULE = ("A difference counts only if |Δ| > max(0.002, 2·SE); SE is binomial for accuracies and ip_std/√n "
         "for IP. ✗ if any claim is contradicted beyond noise, ✓ if all hold, else inconclusive.")
 
@@ -303,6 +320,11 @@ def findings(results: Results | StudyView, min_validity: float | None = None) ->
     for number, (text, check) in enumerate(FINDINGS, start=1):
         status, evidence = verdict(check(view))
         out.append({"number": number, "text": text, "status": status, "evidence": evidence})
+    for text, check in beyond_paper():
+        claims = check(view)
+        if claims is not None:  # None: the study option was off, and the line is left out
+            status, evidence = verdict(claims)
+            out.append({"number": len(out) + 1, "text": text, "status": status, "evidence": evidence})
     sets = getattr(view.results, "sets", None)
     out.note = sets.note() if sets is not None else ""
     return out

@@ -17,8 +17,8 @@ from growmerge.errors import GrowmergeError
 from growmerge.names import CODE, ENGLISH, base_of
 from growmerge.study.spec import StudyConfig
 from growmerge.study.stages import (CloneStage, DataStage, EvalMergesStage, EvalStage, MatchedStage, MergeStage,
-                                    PairsStage, ReferenceStage, ReportStage, Stage, TrainStage, VectorsStage,
-                                    fingerprint)
+                                    PairsStage, ReferenceStage, ReportStage, SimilarityStage, Stage, TrainStage,
+                                    VectorsStage, fingerprint)
 
 
 def build_plan(cfg: StudyConfig) -> list[Stage]:
@@ -87,6 +87,10 @@ def build_plan(cfg: StudyConfig) -> list[Stage]:
         if scale in cfg.scales and len(langs) >= 2:
             stages.append(VectorsStage(id=f"vectors_{scale}", deps=[base_of(scale), *adapted[scale].values()],
                                        scale=scale, base=base_of(scale), models=adapted[scale]))
+            if cfg.analysis.predictors:
+                stages.append(SimilarityStage(id=f"similarity_{scale}", deps=[*adapted[scale].values(), "pairs"],
+                                              scale=scale, models=adapted[scale],
+                                              max_sentences=cfg.analysis.max_sentences))
     stages.append(ReportStage(id="report", deps=[s.id for s in stages]))
     return fingerprint_plan(stages)
 

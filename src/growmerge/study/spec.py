@@ -44,6 +44,7 @@ class MergeStudySpec(Strict):
     scales: list[Scale] = Field(default_factory=lambda: list(SCALES))
     sizes: list[Annotated[int, Field(ge=1)]] | None = None  # subset sizes; default every size from 2 to all languages
     dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    # A list value is a sweep: each method that takes the parameter merges once per value (merge.grid).
     parameters: dict = Field(default_factory=lambda: {"density": 0.5, "normalize": True, "int8_mask": True})
     compat: bool = False  # reproduce mergekit 0.1.5 bit for bit instead of the fast default
 
@@ -59,14 +60,27 @@ class MergeStudySpec(Strict):
     def _parameters(cls, parameters):
         # The registry's declarations decide names and ranges, here at the edge rather than
         # after every model is trained.
+        from growmerge.merge.grid import check_sweep
         from growmerge.merge.registry import find_param
 
         for name, value in parameters.items():
             try:
-                find_param(name).convert(value, "merge")
+                if isinstance(value, list):  # a sweep (merge.grid): each value checked
+                    check_sweep({name: value})
+                else:
+                    find_param(name).convert(value, "merge")
             except GrowmergeError as exc:
                 raise ValueError(str(exc)) from None
         return parameters
+
+
+class AnalysisSpec(Strict):
+    """Analyses beyond the paper, each off by default."""
+
+    # Per scale: weight-space cosine and activation-space linear CKA of every pair of per-language
+    # models, against the pair merge's score change (report/predictors.py).
+    predictors: bool = False
+    max_sentences: int = Field(64, ge=2)  # parallel sentences per language the CKA reads
 
 
 def _name(value: str, what: str) -> str:
@@ -174,6 +188,7 @@ class StudyConfig(Strict):
     scales: list[Scale] = Field(default_factory=lambda: list(SCALES))  # the adaptation arms to run
     merge: MergeStudySpec = MergeStudySpec()
     eval: EvalStudySpec = EvalStudySpec()
+    analysis: AnalysisSpec = AnalysisSpec()
     device: str = "auto"  # auto | cpu | cuda | cuda:N: where training, scoring and merging compute
     cluster: ClusterSpec = ClusterSpec()  # Slurm resources per stage kind (`study run --executor slurm`)
     cost: CostSpec = CostSpec()  # stream sizes `study plan --cost` assumes before the data stage ran
@@ -222,6 +237,8 @@ class StudyConfig(Strict):
             raise ValueError(f"merge.sizes {self.merge.sizes} exceeds the {len(langs)} languages")
         _names([o.name for o in self.eval.off_the_shelf], "eval.off_the_shelf: name")
         self._check_merge_cells()
+        if self.analysis.predictors and "ip" not in self.eval.tasks:
+            raise ValueError("analysis.predictors needs the ip task in eval.tasks (CKA reads its parallel sentences)")
         return self
 
     def _check_merge_cells(self) -> None:
@@ -229,16 +246,16 @@ class StudyConfig(Strict):
         a NaN weight, a weight sum normalize cannot divide by, or a method that takes one model fails
         here, not after every model is trained."""
         from growmerge.merge.config import parse_spec
-        from growmerge.merge.grid import grid_spec
+        from growmerge.merge.grid import grid_spec, method_variants
 
         langs = self.data.languages
         sizes = sorted(set(self.merge.sizes or range(2, len(langs) + 1))) if len(langs) >= 2 else []
         for method in self.merge.methods:
-            for size in sizes:
+            for size, (label, params) in ((s, v) for s in sizes for v in method_variants(
+                    method, {**self.merge.parameters, "dtype": self.merge.dtype})):
                 models = [Path(f"<{lang}>") for lang in langs[:size]]
-                params = {**self.merge.parameters, "dtype": self.merge.dtype}
                 try:
-                    parse_spec(grid_spec(method, models, Path("<base>"), params), f"merge.{method}")
+                    parse_spec(grid_spec(method, models, Path("<base>"), params), f"merge.{label}")
                 except GrowmergeError as exc:
                     raise ValueError(f"{exc} (subsets of {size})") from None
 

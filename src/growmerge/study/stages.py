@@ -263,16 +263,16 @@ class MergeStage(Stage):
     seed: int = 0
 
     def run(self, ctx: Context) -> None:
-        from growmerge.merge.grid import merge_grid
+        from growmerge.merge.grid import merge_grid, parse_variant
 
         models = {lang: ctx.model_dir(m) for lang, m in self.models.items()}
         outputs = merge_grid(models, ctx.model_dir(self.base), self.methods, self.sizes,
                              ctx.root / "merges" / self.scale, {**self.parameters, "dtype": self.dtype},
                              compat=self.compat, device=ctx.device)
         for out in outputs:
-            method, langs = out.parent.name, out.name.split("+")
-            ctx.results.add_merge(merge_name(self.scale, method, langs), method, self.scale, langs, out,
-                                  fingerprint=read_meta(out).get("fingerprint"))
+            label, langs = out.parent.name, out.name.split("+")  # label: the method, or a sweep's method@k=v
+            ctx.results.add_merge(merge_name(self.scale, label, langs), parse_variant(label)[0], self.scale, langs,
+                                  out, fingerprint=read_meta(out).get("fingerprint"))
 
 
 def merge_name(scale: str, method: str, langs: list[str]) -> str:
@@ -440,6 +440,25 @@ class VectorsStage(Stage):
         write_heatmap(result, out / f"vectors_{self.scale}.png")
 
 
+class SimilarityStage(Stage):
+    """Linear CKA of the hidden states of a scale's per-language models, pair by pair, on the IP task's
+    parallel sentences (beyond the paper: ``analysis.predictors``; analysis/similarity.py)."""
+
+    kind: Literal["similarity"] = "similarity"
+    scale: str
+    models: dict[str, str]  # language -> stage id of its adapted model
+    max_sentences: int
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.analysis.similarity import cka_by_pair, parallel_sentences
+
+        sentences = {lang: parallel_sentences(ctx.eval_file("ip", lang), self.max_sentences) for lang in self.models}
+        result = cka_by_pair({lang: ctx.model_dir(m) for lang, m in self.models.items()}, sentences, ctx.device)
+        out = ctx.root / "analysis"
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / f"similarity_{self.scale}.json", result)
+
+
 class ReportStage(Stage):
     kind: Literal["report"] = "report"
 
@@ -450,7 +469,8 @@ class ReportStage(Stage):
 
 
 STAGE_KINDS: tuple[type[Stage], ...] = (DataStage, PairsStage, ReferenceStage, TrainStage, CloneStage, MergeStage,
-                                        EvalStage, EvalMergesStage, MatchedStage, VectorsStage, ReportStage)
+                                        EvalStage, EvalMergesStage, MatchedStage, VectorsStage, ReportStage,
+                                        SimilarityStage)
 AnyStage = Annotated[Union[STAGE_KINDS], Field(discriminator="kind")]  # type: ignore[valid-type]
 _ADAPTER = TypeAdapter(AnyStage)
 

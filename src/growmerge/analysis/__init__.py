@@ -1,0 +1,1 @@
+"""Analyses beyond the paper that read trained models (representational similarity)."""
