@@ -100,11 +100,14 @@ def reference_nll(reference_model_dir: str | Path, parallel_file: str | Path,
                   cache_dir: str | Path | None = None, scorer=None) -> list[float]:
     """English-side NLLs of `parallel_file` under the reference model, cached on disk."""
     from growmerge.artifacts import write_json_atomic
-    from growmerge.evaluate.scorer import Scorer
+    from growmerge.evaluate.scorer import LM_EVAL, Scorer, boundary_of
 
     en = [r["en"] for r in read_parallel(parallel_file)]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = f"{model_fingerprint(reference_model_dir)[:20]}-{dataset_hash(en)[:20]}"
+    # The NLLs depend on the token the texts follow (the scorer's document-boundary convention).
+    boundary = scorer.boundary if scorer is not None else boundary_of(reference_model_dir)
+    key = f"{model_fingerprint(reference_model_dir)[:20]}-{dataset_hash(en)[:20]}" + \
+        ("" if boundary == LM_EVAL else f"-{boundary}")  # the lm-eval key as before: older caches stay valid
     path = cache / "reference_nll" / f"{key}.json"
     if path.is_file():
         cached = json.loads(path.read_text())
