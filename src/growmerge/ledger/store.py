@@ -339,19 +339,24 @@ class Cell:
     value: float
     se: float = 0.0
     n: int = 0
+    # The same score of a control on the same sets (the unigram model: evaluate/controls.py), when
+    # known: the findings mark a claim whose scores are within noise of it.
+    control: "Cell | None" = None
 
     def __sub__(self, other: "Cell") -> "Cell":
         return Cell(self.value - other.value, math.hypot(self.se, other.se), min(self.n, other.n))
 
 
 def mean_cell(cells: Iterable[Cell]) -> Cell | None:
-    """Unweighted mean of independent cells; its SE is sqrt(sum se^2) / k."""
+    """Unweighted mean of independent cells; its SE is sqrt(sum se^2) / k. The mean's control is the
+    mean of the cells' controls when every cell has one."""
     cells = list(cells)
     if not cells:
         return None
     k = len(cells)
+    controls = [c.control for c in cells]
     return Cell(sum(c.value for c in cells) / k, math.sqrt(sum(c.se**2 for c in cells)) / k,
-                sum(c.n for c in cells))
+                sum(c.n for c in cells), mean_cell(controls) if all(u is not None for u in controls) else None)
 
 
 def dataset_se(task: str, value: float, n: int | None, std: float | None) -> float:

@@ -20,7 +20,8 @@ def la_sets(results) -> list[dict]:
     pairs, and the mean accuracy over every model scored on it."""
     rows = results.query(
         "SELECT lang, dataset, metric, AVG(value) AS v, MAX(n) AS n, COUNT(*) AS k FROM scores "
-        "WHERE task = 'la' AND metric IN ('accuracy', 'validity') GROUP BY lang, dataset, metric")
+        "WHERE task = 'la' AND metric IN ('accuracy', 'validity') AND model != 'unigram' "  # not the control
+        "GROUP BY lang, dataset, metric")
     sets: dict[tuple, dict] = {}
     for r in rows:
         s = sets.setdefault((r["lang"], r["dataset"]), {"lang": r["lang"], "dataset": r["dataset"], "validity": None,
