@@ -322,6 +322,14 @@ def control_rows(view: StudyView, task: str) -> list[list]:
     rows = []
     for lang in view.languages + [ENGLISH]:
         control = view.control_cell(lang, task)
+        if lang == ENGLISH:  # the English bases themselves (adapted models on English: forgetting, Fig. 2)
+            for setup in ("base_1x", "base_2x"):
+                model = view.setup_model(setup)
+                cell = view.final(model, lang, task)
+                if cell is not None:
+                    rows.append([lang, setup, model, _fmt(cell.value), "–", "–", _fmt(control.value if control else None),
+                                 _agree(view, model, lang, task), "–"])
+            continue
         for setup in SCALES + tuple(f"{s}_multi" for s in SCALES):
             scale = setup.removesuffix("_multi")
             model = view.setup_model(setup, lang)
@@ -360,32 +368,24 @@ def fig_phenomena(view: StudyView, out_dir: Path) -> Figure:
     """LA per phenomenon (or feature) of each language's set, the controls beside each."""
     f = Figure("la-phenomena", "LA by phenomenon, with the controls",
                "LA accuracy per phenomenon (generated sets: the rule that broke the sentence) of the 1×, 1× cloned "
-               "and 2× models, the 1× base before adaptation and the unigram control, with the number of pairs.")
-    setups = [s for s in SCALES]
+               "and 2× models, the English bases they were adapted from (before adaptation) and the unigram "
+               "control, with the number of pairs; dotted line: chance.")
+    # Target languages: the adapted models and the bases they started from; English: the bases.
+    columns = [*SCALES, "base_1x", "base_2x", CONTROL_LABEL]
     rows, panels = [], []
     for lang in view.languages + [ENGLISH]:
-        control = view.phenomena(UNIGRAM, lang, "la")
-        models = {s: view.phenomena(view.setup_model(s, lang), lang, "la") for s in setups}
-        base, base_label = view.before_adaptation("1x")
-        before = view.phenomena(base, lang, "la")
-        keys = sorted(set(control) | set().union(*models.values()))
+        models = {s: view.setup_model(s, lang) for s in columns[:-1] if lang != ENGLISH or s.startswith("base")}
+        scores = {s: view.phenomena(m, lang, "la") for s, m in models.items()}
+        scores[CONTROL_LABEL] = view.phenomena(UNIGRAM, lang, "la")
+        keys = sorted(set().union(*scores.values()))
         if not keys:
             continue
-        series: dict[str, list] = {}
-        for s in setups:
-            if models[s]:
-                series[s] = [models[s].get(k, (None, 0))[0] for k in keys]
-        if before:
-            series["before adaptation (1x base)"] = [before.get(k, (None, 0))[0] for k in keys]
-        if control:
-            series[CONTROL_LABEL] = [control.get(k, (None, 0))[0] for k in keys]
+        series = {s: [d.get(k, (None, 0))[0] for k in keys] for s, d in scores.items() if d}
         panels.append((lang, keys, series))
-        for i, k in enumerate(keys):
-            n = max(d.get(k, (None, 0))[1] for d in [control, before, *models.values()])
-            rows.append([lang, k[0], k[1], n, *(_fmt(models[s].get(k, (None, 0))[0]) for s in setups),
-                         _fmt(before.get(k, (None, 0))[0]), _fmt(control.get(k, (None, 0))[0])])
-    f.table = {"columns": ["language", "set", "phenomenon", "pairs", *setups, "before adaptation (1x base)",
-                           "unigram control"], "rows": rows}
+        for k in keys:
+            n = max(d.get(k, (None, 0))[1] for d in scores.values())
+            rows.append([lang, k[0], k[1], n, *(_fmt(scores.get(s, {}).get(k, (None, 0))[0]) for s in columns)])
+    f.table = {"columns": ["language", "set", "phenomenon", "pairs", *columns], "rows": rows}
     if not panels:
         f.note = "no data: no LA scores per phenomenon in the results"
         return f

@@ -61,7 +61,7 @@ class StudyView:
             return own, own
         if scale == "1x_cloned":
             model = self.setup_model("base_1x")
-            return model, f"{model} (= {own}: HyperCloning keeps the function)"
+            return model, f"{model} (as {own}: a function-preserving clone)"
         model = self.setup_model(own)
         return model, model or own
 
