@@ -191,3 +191,48 @@ def test_a_demo_sized_model_under_both_conventions(study, capsys):
     texts = [line for line in (study / "data" / "eval" / "sentences" / "is.txt").read_text().splitlines()[:40] if line]
     nll = {b: sum(Scorer.from_dir(model, boundary=b).sequence_nll(texts, skip_too_long=True)) for b in (DOCUMENT, LM_EVAL)}
     assert nll[DOCUMENT] < nll[LM_EVAL]
+
+
+# ---------------------------------------------------------------------------------------------
+# The ledger and the findings
+# ---------------------------------------------------------------------------------------------
+def test_an_older_ledger_gains_the_new_columns_and_stays_readable(tmp_path):
+    import sqlite3
+
+    from growmerge.ledger import Results
+
+    old = sqlite3.connect(tmp_path / "results.sqlite")  # the scores table as older runs wrote it
+    old.execute("CREATE TABLE scores (model TEXT NOT NULL, step INTEGER NOT NULL, lang TEXT NOT NULL, task TEXT NOT "
+                "NULL, dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER, fingerprint TEXT, "
+                "PRIMARY KEY (model, step, lang, task, dataset, metric))")
+    old.execute("INSERT INTO scores VALUES ('m', -1, 'sv', 'la', 'd', 'accuracy', 0.7, 10, 'f')")
+    old.commit()
+    old.close()
+    row = dict(model="m", step=-1, lang="da", task="la", dataset="d", metric="accuracy", value=0.6, n=10)
+    with Results(tmp_path) as res:
+        got = res.query("SELECT lang, value, boundary, detail FROM scores ORDER BY lang")
+        assert got == [{"lang": "sv", "value": 0.7, "boundary": None, "detail": None}]
+        res.add_scores([{**row, "boundary": DOCUMENT}])
+        assert res.query("SELECT boundary FROM scores WHERE lang = 'da'") == [{"boundary": DOCUMENT}]
+        with pytest.raises(GrowmergeError, match="unknown document-boundary convention 'bos'"):
+            res.add_scores([{**row, "boundary": "bos"}])
+
+
+def test_findings_mark_claims_within_noise_of_the_unigram_control(tmp_path):
+    from test_report import LANGS, N, TASK_BASE, build_study
+
+    from growmerge.report import findings
+    from growmerge.report.view import StudyView
+
+    res = build_study(tmp_path)  # the control far below every model: nothing marked
+    assert all(f["control"] == "" and "unigram control" not in f["evidence"] for f in findings(res))
+    view = StudyView(res)
+    assert view.agreement("sv-1x", "sv", "la") == (0.75, 4)  # "1110" vs the control's "1100"
+    # The control as good as the 1x runs on LA: finding 1's LA claim rests on a frequency-level score.
+    off = {"sv": 0.02, "da": 0.0, "fa": -0.04}
+    res.add_scores([dict(model=UNIGRAM, step=-1, lang=lang, task="la", dataset="set", metric="accuracy",
+                         value=TASK_BASE["la"] + off[lang] - 0.001, n=N) for lang in LANGS])
+    found = findings(res)
+    assert found[0]["status"] == "✓" and found[0]["control"] == "1 of 2 claims ≈ unigram"
+    assert "LA 1x vs smollm2: 0.693 vs 0.500" in found[0]["evidence"]
+    assert "[≈ unigram control: 0.693 vs 0.692]" in found[0]["evidence"]
