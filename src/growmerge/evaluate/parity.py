@@ -105,7 +105,7 @@ def reference_nll(reference_model_dir: str | Path, parallel_file: str | Path,
     en = [r["en"] for r in read_parallel(parallel_file)]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     # The NLLs depend on the token the texts follow (the scorer's document-boundary convention).
-    boundary = scorer.boundary if scorer is not None else boundary_of(reference_model_dir)
+    boundary = getattr(scorer, "boundary", None) or boundary_of(reference_model_dir)
     key = f"{model_fingerprint(reference_model_dir)[:20]}-{dataset_hash(en)[:20]}" + \
         ("" if boundary == LM_EVAL else f"-{boundary}")  # the lm-eval key as before: older caches stay valid
     path = cache / "reference_nll" / f"{key}.json"

@@ -103,8 +103,10 @@ def pair_rows(task: str, result: dict, dataset: str) -> list[dict]:
     """Rows for a minimal-pair result: overall accuracy, ties, skipped, accuracy per phenomenon, and the
     per-pair decisions (so the report can say how often two models, or a model and a control, agree)."""
     rows = [row(task, dataset, "accuracy", result["accuracy"], result["n"]),
-            row(task, dataset, "ties", result["ties"], result["n"]),
-            {**row(task, dataset, DECISIONS, result["accuracy"], result["n"]), "detail": decisions(result["scores"])}]
+            row(task, dataset, "ties", result["ties"], result["n"])]
+    if "scores" in result:  # per-pair log-probabilities (evaluate.pairs.score_pairs gives them)
+        rows.append({**row(task, dataset, DECISIONS, result["accuracy"], result["n"]),
+                     "detail": decisions(result["scores"])})
     if result["skipped"]:
         rows.append(row(task, dataset, "skipped", result["skipped"], result["n"]))
     if len(result["per_phenomenon"]) > 1:
