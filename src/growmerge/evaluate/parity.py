@@ -1,7 +1,8 @@
 """Information Parity (Tsvetkov & Kipnis 2024) with a fixed English reference model.
 
 For each parallel pair t: IP(t) = NLL_ref(t_en) / NLL_model(t_L), NLL = total (summed) negative
-log-likelihood after exactly one BOS. IP is the mean over pairs (with std and n). The English NLLs
+log-likelihood after exactly one boundary token (the BOS, or the EOS for a model growmerge trained: see
+``evaluate.scorer``). IP is the mean over pairs (with std and n). The English NLLs
 come from one fixed reference model and are cached per (reference model fingerprint, dataset hash),
 so hundreds of models share one reference pass. IP on English itself (t_L = t_en, scored by the
 model) measures forgetting; a model that is its own reference scores exactly 1.0.
