@@ -42,15 +42,27 @@ def save(fig, out_dir: Path, name: str) -> str:
 CONTROL_LABEL = "unigram control"
 
 
-def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]]) -> None:
-    """Bars per group, one colour per series (the control grey and hatched); missing values leave a gap."""
+def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]],
+                 colours: dict[str, str] | None = None) -> None:
+    """Bars per group, one colour per series (`colours` by label, else the cycle; the control grey and
+    hatched); missing values leave a gap."""
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for i, (label, values) in enumerate(series.items()):
         vals = [np.nan if v is None else v for v in values]
-        style = {"color": "0.75", "hatch": "//", "edgecolor": "0.4"} if label == CONTROL_LABEL else {}
+        style = {"color": "0.75", "hatch": "//", "edgecolor": "0.4"} if label == CONTROL_LABEL else \
+            {"color": colours[label]} if colours and label in colours else {}
         ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label, **style)
     ax.set_xticks(x, groups)
+
+
+def legend_of_all(fig, axes, **kwargs) -> None:
+    """One legend with every series of every panel (a panel may lack some, e.g. IP has no control)."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    axes[0].legend(list(seen.values()), list(seen), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,7 +106,7 @@ def fig_setups(view: StudyView, out_dir: Path) -> Figure:
     for ax, (task, series) in zip(axes, panels):
         grouped_bars(ax, langs, series)
         ax.set_ylabel(TASKS[task].label)
-    axes[0].legend(fontsize=6, ncol=5, loc="lower left", bbox_to_anchor=(0, 1.02))
+    legend_of_all(fig, axes, fontsize=6, ncol=5, loc="lower left", bbox_to_anchor=(0, 1.02))
     f.files.append(save(fig, out_dir, "fig2_setups.png"))
     return f
 
@@ -392,13 +404,14 @@ def fig_phenomena(view: StudyView, out_dir: Path) -> Figure:
     width = max(len(keys) for _, keys, _ in panels)
     fig = new_figure(2.0 + 0.7 * width, 2.2 * len(panels))
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    colours = {label: f"C{i}" for i, label in enumerate(columns)}  # one colour per model in every panel
     for ax, (lang, keys, series) in zip(axes, panels):
-        grouped_bars(ax, [k[1][:18] for k in keys], series)
+        grouped_bars(ax, [k[1][:18] for k in keys], series, colours)
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"LA {lang}")
         ax.tick_params(axis="x", labelsize=6, rotation=20)
-    axes[0].legend(fontsize=6, ncol=6, loc="lower left", bbox_to_anchor=(0, 1.02))
+    legend_of_all(fig, axes, fontsize=6, ncol=6, loc="lower left", bbox_to_anchor=(0, 1.02))
     f.files.append(save(fig, out_dir, "la_phenomena.png"))
     return f
 
