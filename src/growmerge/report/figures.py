@@ -56,7 +56,7 @@ def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]],
     ax.set_xticks(x, groups)
 
 
-def legend_of_all(fig, axes, **kwargs) -> None:
+def legend_of_all(axes, **kwargs) -> None:
     """One legend with every series of every panel (a panel may lack some, e.g. IP has no control)."""
     seen: dict[str, object] = {}
     for ax in axes:
@@ -106,7 +106,7 @@ def fig_setups(view: StudyView, out_dir: Path) -> Figure:
     for ax, (task, series) in zip(axes, panels):
         grouped_bars(ax, langs, series)
         ax.set_ylabel(TASKS[task].label)
-    legend_of_all(fig, axes, fontsize=6, ncol=5, loc="lower left", bbox_to_anchor=(0, 1.02))
+    legend_of_all(axes, fontsize=6, ncol=5, loc="lower left", bbox_to_anchor=(0, 1.02))
     f.files.append(save(fig, out_dir, "fig2_setups.png"))
     return f
 
@@ -411,7 +411,7 @@ def fig_phenomena(view: StudyView, out_dir: Path) -> Figure:
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"LA {lang}")
         ax.tick_params(axis="x", labelsize=6, rotation=20)
-    legend_of_all(fig, axes, fontsize=6, ncol=6, loc="lower left", bbox_to_anchor=(0, 1.02))
+    legend_of_all(axes, fontsize=6, ncol=6, loc="lower left", bbox_to_anchor=(0, 1.02))
     f.files.append(save(fig, out_dir, "la_phenomena.png"))
     return f
 
