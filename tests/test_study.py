@@ -170,7 +170,7 @@ def test_paper_config_validates_without_running():
     proc = subprocess.run([sys.executable, "-m", "growmerge.cli", "study", "plan", str(ROOT / "configs" / "paper.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "59 stages" in proc.stdout and "2x_fo" in proc.stdout and "merge_1x_cloned" in proc.stdout
+    assert "60 stages" in proc.stdout and "2x_fo" in proc.stdout and "merge_1x_cloned" in proc.stdout  # 59 + control_unigram
 
 
 def test_micro_study_runs_stages_side_by_side(tmp_path):
