@@ -236,3 +236,18 @@ def test_findings_mark_claims_within_noise_of_the_unigram_control(tmp_path):
     assert found[0]["status"] == "✓" and found[0]["control"] == "1 of 2 claims ≈ unigram"
     assert "LA 1x vs smollm2: 0.693 vs 0.500" in found[0]["evidence"]
     assert "[≈ unigram control: 0.693 vs 0.692]" in found[0]["evidence"]
+
+
+def test_shard_counts_whole_and_on_evenly_spaced_sequences(tmp_path):
+    from growmerge.artifacts import write_json_atomic
+    from growmerge.data.shards import meta_path
+    from growmerge.evaluate.controls import shard_counts
+
+    tokens = (np.arange(40 * 8) % 7).astype(np.uint16).reshape(40, 8)
+    tokens[::4] = 3  # every 4th sequence is all 3s
+    path = tmp_path / "train.bin"
+    path.write_bytes(tokens.tobytes())
+    write_json_atomic(meta_path(path), {"dtype": "uint16", "seq_len": 8, "sequences": 40, "tokens": 320, "complete": True})
+    assert (shard_counts(path, 10) == np.bincount(tokens.reshape(-1), minlength=10)).all()
+    sampled = shard_counts(path, 10, max_tokens=80)  # every 4th sequence: the all-3 ones
+    assert sampled.tolist() == [0, 0, 0, 80, 0, 0, 0, 0, 0, 0]
