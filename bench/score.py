@@ -114,7 +114,13 @@ def lm_eval_runner(model_dir: Path, pairs):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=str(model_dir), batch_size=32, device="cpu", dtype="float32")
+    from growmerge.artifacts import load_tokenizer
+    from growmerge.evaluate.scorer import boundary_of, boundary_token
+
+    # The context token our Scorer uses for this model (lm-eval's own for a model from elsewhere, the
+    # EOS for one growmerge trained), so the decisions compare like with like.
+    prefix = boundary_token(load_tokenizer(model_dir, required=True), boundary_of(model_dir))
+    lm = HFLM(pretrained=str(model_dir), batch_size=32, device="cpu", dtype="float32", prefix_token_id=prefix)
     reqs = [Instance(request_type="loglikelihood", doc={}, arguments=("", s), idx=i)
             for i, p in enumerate(pairs) for s in p]
 

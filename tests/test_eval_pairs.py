@@ -83,7 +83,11 @@ def test_evaluate_model_rows(tiny_llama, tmp_path):
                           cache_dir=tmp_path / "cache")
     keys = {(r["task"], r["metric"]) for r in rows}
     assert {("ip", "ip"), ("la", "accuracy"), ("la", "accuracy/Tense"), ("fk", "accuracy")} <= keys
-    assert all(set(r) == {"model", "lang", "task", "dataset", "metric", "value", "n"} for r in rows)
+    keys = {"model", "lang", "boundary", "task", "dataset", "metric", "value", "n"}
+    assert all(set(r) == keys | ({"detail"} if r["metric"] == "decisions" else set()) for r in rows)
+    assert {r["boundary"] for r in rows} == {"lm-eval"}  # a model from elsewhere: lm-eval's convention
+    decisions = next(r for r in rows if r["task"] == "la" and r["metric"] == "decisions")["detail"]
+    assert len(decisions) == 2 and set(decisions) <= {"0", "1"}
     la_acc = next(r for r in rows if r["task"] == "la" and r["metric"] == "accuracy")
     assert la_acc["n"] == 2 and la_acc["value"] in (0.0, 0.5, 1.0)
 

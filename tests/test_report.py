@@ -34,8 +34,35 @@ def rows(model, lang, value, step=-1, tasks=TASK_BASE):
     return out
 
 
+def add_controls(res, run_dir, langs):
+    """The unigram control (evaluate/controls.py) of a synthetic study: its counts and its LA/FK rows at
+    0.55/0.52, far below every model; LA per phenomenon and per-pair decisions for it and the 1x runs."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    out = run_dir / "controls" / "unigram"
+    out.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    save_file({lang: rng.integers(0, 1000, 64).astype(np.int64) for lang in (*langs, "en")}, str(out / "counts.safetensors"))
+    res.add_model("unigram", "control", languages=[*langs, "en"], path=out)
+    rows = []
+    for lang in (*langs, "en"):
+        for model, la, bits in (("unigram", 0.55, "1100"), (f"{lang}-1x", 0.72, "1110")):
+            if model == "en-1x":
+                continue
+            rows += [dict(model=model, step=-1, lang=lang, task="la", dataset="set", metric="accuracy/agreement",
+                          value=la + 0.05, n=N // 2),
+                     dict(model=model, step=-1, lang=lang, task="la", dataset="set", metric="accuracy/government",
+                          value=la - 0.05, n=N // 2),
+                     dict(model=model, step=-1, lang=lang, task="la", dataset="set", metric="decisions", value=la,
+                          n=4, detail=bits)]
+        rows += [dict(model="unigram", step=-1, lang=lang, task="la", dataset="set", metric="accuracy", value=0.55, n=N),
+                 dict(model="unigram", step=-1, lang=lang, task="fk", dataset="set", metric="accuracy", value=0.52, n=N)]
+    res.add_scores(rows)
+
+
 def build_study(run_dir, smollm2=0.5, merge_shift=None, english_gain=0.02, langs=LANGS, vectors=True,
-                penalties=METHOD_PENALTY):
+                penalties=METHOD_PENALTY, controls=True):
     """A plausible results DB: base 1x costs 1000 FLOPs and base 2x 1100; 1x steps cost 10, upscaled 30.
     Per-language runs: 20 steps (Persian 4), a checkpoint every 2 steps, all scored. `merge_shift`:
     {merge name: added score} to push single merges around."""
@@ -82,6 +109,8 @@ def build_study(run_dir, smollm2=0.5, merge_shift=None, english_gain=0.02, langs
                         scores += rows(name, lang, lambda t: TASK_BASE[t] + SETUP_BONUS[scale] + off - drop
                                        + merge_shift.get(name, 0.0))
     res.add_scores(scores)
+    if controls:
+        add_controls(res, run_dir, langs)
     if vectors:
         (run_dir / "analysis").mkdir(exist_ok=True)
         json.dump({"languages": list(langs), "cosine": [[1.0 if i == j else 0.05 for j in langs] for i in langs],
@@ -104,7 +133,7 @@ def test_full_report_has_every_figure_and_the_findings_table(tmp_path):
     out = tmp_path / "report"
     assert index == out / "index.html"
     expected = {"fig2_setups.png", "fig3_compute_matched.png", "fig4_pairwise_1x.png", "fig4_pairwise_2x.png",
-                "fig5_methods.png", "training_curves.png", "vectors_1x.png"}
+                "fig5_methods.png", "training_curves.png", "vectors_1x.png", "la_phenomena.png"}
     assert expected <= {p.name for p in out.glob("*.png")}
     page = index.read_text(encoding="utf-8")
     assert 'class="nodata"' not in page and "figure failed" not in page

@@ -170,8 +170,9 @@ def test_paper_config_validates_without_running():
     proc = subprocess.run([sys.executable, "-m", "growmerge.cli", "study", "plan", str(ROOT / "configs" / "paper.yaml")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    # 59 stages of the grid + a reference and an eval stage for each of the 6 more off-the-shelf models
-    assert "71 stages" in proc.stdout and "2x_fo" in proc.stdout and "merge_1x_cloned" in proc.stdout
+    # 59 stages of the grid + the unigram control + a reference and an eval stage for each of the 6 more
+    # off-the-shelf models
+    assert "72 stages" in proc.stdout and "2x_fo" in proc.stdout and "merge_1x_cloned" in proc.stdout
     assert "gemma3_1b" in proc.stdout and "authors_2x_is" in proc.stdout
     assert "warning: evaluation file not found: eval.tasks.ip.flores" in proc.stderr  # not downloaded here
 

@@ -19,10 +19,10 @@ PHASES = ("seed_code", "seed_mixed", "base", "adapt", "multi")
 
 # The kinds of study stage (growmerge.study.stages; the cluster section's per-kind resources).
 STAGE_KINDS = ("data", "pairs", "reference", "train", "clone", "merge", "eval", "eval_merges", "matched", "vectors",
-               "report", "similarity")
+               "report", "similarity", "control")
 
 # What a model is in the lineage (the `kind` of results.sqlite's models table).
-MODEL_KINDS = ("seed", "base", "adapt", "clone", "merge", "reference")
+MODEL_KINDS = ("seed", "base", "adapt", "clone", "merge", "reference", "control")  # control: evaluate/controls.py
 
 # The labels the report groups models by: a scale's per-language runs, its multilingual model,
 # the two English bases, the seed and the off-the-shelf reference.

@@ -1,7 +1,8 @@
 """Information Parity (Tsvetkov & Kipnis 2024) with a fixed English reference model.
 
 For each parallel pair t: IP(t) = NLL_ref(t_en) / NLL_model(t_L), NLL = total (summed) negative
-log-likelihood after exactly one BOS. IP is the mean over pairs (with std and n). The English NLLs
+log-likelihood after exactly one boundary token (the BOS, or the EOS for a model growmerge trained: see
+``evaluate.scorer``). IP is the mean over pairs (with std and n). The English NLLs
 come from one fixed reference model and are cached per (reference model fingerprint, dataset hash),
 so hundreds of models share one reference pass. IP on English itself (t_L = t_en, scored by the
 model) measures forgetting; a model that is its own reference scores exactly 1.0.
@@ -101,11 +102,14 @@ def reference_nll(reference_model_dir: str | Path, parallel_file: str | Path,
     """English-side NLLs of `parallel_file` under the reference model (loaded on `device` when no
     scorer is given), cached on disk."""
     from growmerge.artifacts import write_json_atomic
-    from growmerge.evaluate.scorer import Scorer
+    from growmerge.evaluate.scorer import LM_EVAL, Scorer, boundary_of
 
     en = [r["en"] for r in read_parallel(parallel_file)]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = f"{model_fingerprint(reference_model_dir)[:20]}-{dataset_hash(en)[:20]}"
+    # The NLLs depend on the token the texts follow (the scorer's document-boundary convention).
+    boundary = getattr(scorer, "boundary", None) or boundary_of(reference_model_dir)
+    key = f"{model_fingerprint(reference_model_dir)[:20]}-{dataset_hash(en)[:20]}" + \
+        ("" if boundary == LM_EVAL else f"-{boundary}")  # the lm-eval key as before: older caches stay valid
     path = cache / "reference_nll" / f"{key}.json"
     if path.is_file():
         cached = json.loads(path.read_text())

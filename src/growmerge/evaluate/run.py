@@ -9,7 +9,8 @@ from growmerge.evaluate.tasks import ScoreEnv, get_task
 
 
 def score_model(model_dir, lang: str, sets: dict[str, list], env: ScoreEnv = ScoreEnv(), scorer=None) -> list[dict]:
-    """Rows ``{model, lang, task, dataset, metric, value, n}`` of one model on ``{task: [set, …]}``.
+    """Rows ``{model, lang, boundary, task, dataset, metric, value, n}`` of one model on ``{task: [set, …]}``
+    (``boundary``: the scorer's document-boundary convention, see ``evaluate.scorer``).
 
     Every set is read (and validated) before the model is loaded, so a bad file costs no model load.
     """
@@ -21,7 +22,8 @@ def score_model(model_dir, lang: str, sets: dict[str, list], env: ScoreEnv = Sco
 
         scorer = Scorer.from_dir(model_dir, device=env.device)
     rows = [r for task, data in loaded for r in task.score(scorer, data, lang, Path(str(model_dir)), env)]
-    return [{"model": str(model_dir), "lang": lang, **r} for r in rows]
+    boundary = getattr(scorer, "boundary", None)
+    return [{"model": str(model_dir), "lang": lang, "boundary": boundary, **r} for r in rows]
 
 
 def evaluate_model(model_dir, lang: str, ip_file=None, la_files=(), fk_files=(), reference=None,

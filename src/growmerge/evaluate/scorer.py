@@ -2,11 +2,22 @@
 
 Conventions (all explicit, defaults match lm-evaluation-harness's ``loglikelihood``):
 
-* **One BOS as context.** Every sequence starts with exactly one ``bos_token_id`` (the tokenizer's
-  BOS, else its EOS — lm-eval's ``prefix_token_id``); text is encoded without special tokens. For an
-  empty context this is lm-eval's rule verbatim, including its quirk that a continuation whose first
-  token already is the prefix token uses that token as the context. (For a non-empty context lm-eval
-  adds a BOS only if the tokenizer itself does; we always add one, so NLLs are comparable.)
+* **One boundary token as context.** Every sequence starts with exactly one ``bos_token_id``, the
+  token that marks a document boundary under the model's *convention* (``boundary``):
+
+  - ``lm-eval`` (models from elsewhere): the tokenizer's BOS, else its EOS — lm-eval's
+    ``prefix_token_id``. For an empty context this is lm-eval's rule verbatim, including its quirk
+    that a continuation whose first token already is the prefix token uses that token as the context.
+    (For a non-empty context lm-eval adds a BOS only if the tokenizer itself does; we always add one,
+    so NLLs are comparable.)
+  - ``document`` (models growmerge trained, cloned or merged): the tokenizer's EOS. Our packed data
+    (``data/packing.py``) separates documents by an EOS only and never contains a BOS, so the token
+    a document follows in training is the EOS; a BOS there is a vector the model never trained. "No
+    token" is no option: a sentence's first token would then have no context and stay unscored, and
+    the two sentences of a minimal pair often differ exactly there.
+
+  :func:`boundary_of` decides from the model directory's ``growmerge.json``; text is encoded without
+  special tokens either way.
 * **Context/continuation split** as lm-eval's ``_encode_pair``: trailing spaces of the context move
   to the continuation, the whole string is encoded once and split at ``len(encode(context))``.
 * Log-probabilities are summed in float32 from the model's logits at exactly the positions that
@@ -35,6 +46,12 @@ from typing import Sequence
 
 from growmerge.errors import GrowmergeError
 
+DOCUMENT, LM_EVAL = "document", "lm-eval"  # the document-boundary conventions (module docstring)
+BOUNDARIES = (DOCUMENT, LM_EVAL)
+NO_CONTEXT = "none"  # the label of scores made without any context token (the unigram control)
+RECORDED_BOUNDARIES = (*BOUNDARIES, NO_CONTEXT)  # what results.sqlite's scores.boundary may hold
+OWN_KINDS = ("seed", "base", "adapt", "clone", "merge")  # growmerge.json kinds of models trained on our packing
+
 HEAD_CHUNK_ROWS = 256  # rows per output-layer tile (large enough for an efficient matmul)
 HEAD_QUEUE_ROWS = 4096  # hidden rows held back for the head at most (bounded memory)
 HEAD_TILE_VOCAB = 1024  # vocabulary entries per tile: 256 × 1024 float32 logits = 1 MB, cache-sized
@@ -52,24 +69,26 @@ class Scorer:
     """Scores texts with `model` and `tokenizer` (see the module docstring for the conventions)."""
 
     def __init__(self, model, tokenizer, token_budget: int = 1024, bos_token_id: int | None = None,
-                 share_prefix: bool | None = None, device: str | None = None):
+                 share_prefix: bool | None = None, device: str | None = None, boundary: str = LM_EVAL):
         import torch
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.token_budget = int(token_budget)
         self.device = torch.device(device) if device else next(model.parameters()).device
-        self.bos = bos_token_id if bos_token_id is not None else _prefix_token_id(tokenizer)
+        self.boundary = _check_boundary(boundary)  # recorded with every score this scorer makes
+        self.bos = bos_token_id if bos_token_id is not None else boundary_token(tokenizer, boundary)
         # None = decide per call: prefix sharing pays off once the transformer body dominates.
         self.share_prefix = share_prefix
         self.max_len = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
         _check_agreement(model, tokenizer, self.bos)
 
     @classmethod
-    def from_dir(cls, model_dir, dtype=None, device="auto", **kwargs) -> "Scorer":
+    def from_dir(cls, model_dir, dtype=None, device="auto", boundary: str | None = None, **kwargs) -> "Scorer":
         """The model of `model_dir` on `device` (growmerge.device.pick_device's forms; auto = the GPU when
         there is one) in `dtype` (default float32 everywhere: scores are compared with lm-eval's, so
-        bfloat16, e.g. on a GPU, is the caller's explicit choice)."""
+        bfloat16, e.g. on a GPU, is the caller's explicit choice), under the document-boundary
+        convention `boundary` (default: :func:`boundary_of` the directory)."""
         from transformers.utils import logging as hf_logging
 
         from growmerge.artifacts import load_config, load_model, load_tokenizer
@@ -83,7 +102,8 @@ class Scorer:
         if vocab is not None and len(tok) > vocab:  # checked before paying for the weights
             raise GrowmergeError(f"{model_dir}: tokenizer has {len(tok)} tokens but the model's vocabulary is "
                                  f"{vocab}: model and tokenizer do not belong together")
-        return cls(load_model(model_dir, dtype=dtype).to(dev), tok, **kwargs)
+        boundary = _check_boundary(boundary or boundary_of(model_dir))
+        return cls(load_model(model_dir, dtype=dtype).to(dev), tok, boundary=boundary, **kwargs)
 
     # -- tokenisation ---------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -425,6 +445,33 @@ def _prefix_token_id(tokenizer) -> int:
     if bos is None:
         raise GrowmergeError("the tokenizer has neither a BOS nor an EOS token; pass bos_token_id explicitly")
     return bos
+
+
+def boundary_token(tokenizer, boundary: str) -> int:
+    """The context token of every scored text under `boundary` (module docstring)."""
+    if _check_boundary(boundary) == DOCUMENT:
+        if tokenizer.eos_token_id is None:
+            raise GrowmergeError("the tokenizer has no EOS token, which separates the documents our models are "
+                                 "trained on; score with boundary 'lm-eval' or give the tokenizer its EOS")
+        return tokenizer.eos_token_id
+    return _prefix_token_id(tokenizer)
+
+
+def boundary_of(model_dir) -> str:
+    """``document`` for a model growmerge trained, cloned or merged (its growmerge.json says so: a
+    checkpoint's too), ``lm-eval`` for any other model (a conversion, a hub model, a plain HF directory)."""
+    from pathlib import Path
+
+    from growmerge.artifacts import read_meta
+
+    path = Path(str(model_dir))
+    return DOCUMENT if path.is_dir() and read_meta(path).get("kind") in OWN_KINDS else LM_EVAL
+
+
+def _check_boundary(boundary: str) -> str:
+    if boundary not in BOUNDARIES:
+        raise GrowmergeError(f"unknown document-boundary convention {boundary!r}: use one of {', '.join(BOUNDARIES)}")
+    return boundary
 
 
 def _check_agreement(model, tokenizer, bos: int) -> None:

@@ -43,8 +43,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (model, step));
 CREATE TABLE IF NOT EXISTS scores (
     model TEXT NOT NULL, step INTEGER NOT NULL, lang TEXT NOT NULL, task TEXT NOT NULL,
-    dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER, fingerprint TEXT,
-    PRIMARY KEY (model, step, lang, task, dataset, metric));
+    dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER, fingerprint TEXT, boundary TEXT,
+    detail TEXT, PRIMARY KEY (model, step, lang, task, dataset, metric));
 CREATE TABLE IF NOT EXISTS merges (
     name TEXT PRIMARY KEY, method TEXT NOT NULL, scale TEXT NOT NULL, languages TEXT NOT NULL, path TEXT,
     fingerprint TEXT);
@@ -54,7 +54,12 @@ CREATE TABLE IF NOT EXISTS train_log (
 """
 TABLES = ("models", "checkpoints", "scores", "merges", "train_log")
 SCORE_KEYS = ("model", "step", "lang", "task", "dataset", "metric", "value", "n")
-ADDED_COLUMNS = {"scores": "fingerprint", "merges": "fingerprint"}  # absent from databases of older runs
+# Columns absent from databases of older runs, added when such a database is opened for writing (its
+# old rows read NULL: a score of unrecorded boundary convention, no per-pair decisions).
+# scores.boundary: the document-boundary convention the score was made under (evaluate.scorer);
+# scores.detail: the per-pair decisions of a minimal-pair set ("1" = good preferred), metric "decisions".
+ADDED_COLUMNS = (("scores", "fingerprint"), ("merges", "fingerprint"), ("scores", "boundary"), ("scores", "detail"))
+SCORE_EXTRAS = ("fingerprint", "boundary", "detail")  # optional keys of a score row
 
 # The sandbox of a user's SQL: what the authorizer lets through, and the limits.
 READ_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
@@ -126,7 +131,7 @@ class Results:
             self.conn.set_authorizer(self._authorize)
 
     def _add_columns(self) -> None:
-        for table, column in ADDED_COLUMNS.items():
+        for table, column in ADDED_COLUMNS:
             if column not in {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}:
                 self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
@@ -211,16 +216,20 @@ class Results:
                     [(model, int(step), tokens, flops_cumulative, None if path is None else str(path))])
 
     def add_scores(self, rows: Iterable[dict]) -> int:
-        """Upsert score rows ``{model, step, lang, task, dataset, metric, value, n[, fingerprint]}``;
-        returns the count."""
+        """Upsert score rows ``{model, step, lang, task, dataset, metric, value, n[, fingerprint, boundary,
+        detail]}``; returns the count."""
+        from growmerge.evaluate.scorer import RECORDED_BOUNDARIES
+
         tuples = []
         for row in rows:
             missing = [k for k in SCORE_KEYS if k not in row]
             if missing:
                 raise GrowmergeError(f"score row {row!r} lacks {', '.join(missing)}")
             _choice(row["task"], TASKS, "task", optional=False)  # the registry, read now: tasks may be added
-            tuples.append((*(row[k] for k in SCORE_KEYS), row.get("fingerprint")))
-        self._write(f"INSERT OR REPLACE INTO scores ({', '.join(SCORE_KEYS)}, fingerprint) VALUES (?,?,?,?,?,?,?,?,?)",
+            _choice(row.get("boundary"), RECORDED_BOUNDARIES, "document-boundary convention")
+            tuples.append((*(row[k] for k in SCORE_KEYS), *(row.get(k) for k in SCORE_EXTRAS)))
+        columns = SCORE_KEYS + SCORE_EXTRAS
+        self._write(f"INSERT OR REPLACE INTO scores ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})",
                     tuples)
         return len(tuples)
 
@@ -330,19 +339,24 @@ class Cell:
     value: float
     se: float = 0.0
     n: int = 0
+    # The same score of a control on the same sets (the unigram model: evaluate/controls.py), when
+    # known: the findings mark a claim whose scores are within noise of it.
+    control: "Cell | None" = None
 
     def __sub__(self, other: "Cell") -> "Cell":
         return Cell(self.value - other.value, math.hypot(self.se, other.se), min(self.n, other.n))
 
 
 def mean_cell(cells: Iterable[Cell]) -> Cell | None:
-    """Unweighted mean of independent cells; its SE is sqrt(sum se^2) / k."""
+    """Unweighted mean of independent cells; its SE is sqrt(sum se^2) / k. The mean's control is the
+    mean of the cells' controls when every cell has one."""
     cells = list(cells)
     if not cells:
         return None
     k = len(cells)
+    controls = [c.control for c in cells]
     return Cell(sum(c.value for c in cells) / k, math.sqrt(sum(c.se**2 for c in cells)) / k,
-                sum(c.n for c in cells))
+                sum(c.n for c in cells), mean_cell(controls) if all(u is not None for u in controls) else None)
 
 
 def dataset_se(task: str, value: float, n: int | None, std: float | None) -> float:

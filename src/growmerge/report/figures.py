@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from growmerge.report.view import SETUP_ORDER, StudyView, method_sort_key
+from growmerge.evaluate.controls import UNIGRAM
 from growmerge.evaluate.tasks import TASKS
 from growmerge.names import ENGLISH, SCALES
 
@@ -38,22 +39,40 @@ def save(fig, out_dir: Path, name: str) -> str:
     return name
 
 
-def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]]) -> None:
-    """Bars per group, one colour per series; missing values leave a gap."""
+CONTROL_LABEL = "unigram control"
+
+
+def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]],
+                 colours: dict[str, str] | None = None) -> None:
+    """Bars per group, one colour per series (`colours` by label, else the cycle; the control grey and
+    hatched); missing values leave a gap."""
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for i, (label, values) in enumerate(series.items()):
         vals = [np.nan if v is None else v for v in values]
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label)
+        style = {"color": "0.75", "hatch": "//", "edgecolor": "0.4"} if label == CONTROL_LABEL else \
+            {"color": colours[label]} if colours and label in colours else {}
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label, **style)
     ax.set_xticks(x, groups)
+
+
+def legend_of_all(axes, **kwargs) -> None:
+    """One legend with every series of every panel (a panel may lack some, e.g. IP has no control)."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    axes[0].legend(list(seen.values()), list(seen), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
 def fig_setups(view: StudyView, out_dir: Path) -> Figure:
     f = Figure("fig2", "Scaling setups per language and benchmark (Fig. 2 analog)",
-               "Final scores of 1×, 1× cloned, 2× and the multilingual runs, the English bases and the "
-               "off-the-shelf SmolLM2 reference. Group 'en': each per-language setup's English score "
-               "averaged over its runs (forgetting); the bases are shown there too.")
+               "Final scores of 1×, 1× cloned, 2× and the multilingual runs, the English bases (the models "
+               "before adaptation) and the off-the-shelf SmolLM2 reference. Group 'en': each per-language "
+               "setup's English score averaged over its runs (forgetting); the bases are shown there too. "
+               "LA and FK: the last bar of each group is the unigram control (add-0.5 unigram model of the "
+               "language's training tokens, same pairs).")
     langs = view.languages + [ENGLISH]
     panels = []
     for task in view.tasks:
@@ -69,6 +88,10 @@ def fig_setups(view: StudyView, out_dir: Path) -> Figure:
                     values.append(c.value if c else None)
             if any(v is not None for v in values):
                 series[setup] = values
+        if series and TASKS[task].headline == "accuracy":  # the control beside every LA and FK group
+            control = [c.value if (c := view.control_cell(lang, task)) else None for lang in langs]
+            if any(v is not None for v in control):
+                series[CONTROL_LABEL] = control
         if series:
             panels.append((task, series))
     # Drop language groups with no bar in any panel (e.g. no English scores at all).
@@ -83,7 +106,7 @@ def fig_setups(view: StudyView, out_dir: Path) -> Figure:
     for ax, (task, series) in zip(axes, panels):
         grouped_bars(ax, langs, series)
         ax.set_ylabel(TASKS[task].label)
-    axes[0].legend(fontsize=6, ncol=5, loc="lower left", bbox_to_anchor=(0, 1.02))
+    legend_of_all(axes, fontsize=6, ncol=5, loc="lower left", bbox_to_anchor=(0, 1.02))
     f.files.append(save(fig, out_dir, "fig2_setups.png"))
     return f
 
@@ -293,16 +316,160 @@ def fig_la_validity(view: StudyView, out_dir: Path) -> Figure:
     return f
 
 
+# ---------------------------------------------------------------------------------------------
+# Controls: the unigram model and the model before adaptation beside every LA and FK score
+# ---------------------------------------------------------------------------------------------
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _agree(view: StudyView, model: str | None, lang: str, task: str) -> str:
+    a = view.agreement(model, lang, task)
+    return "–" if a is None else f"{a[0]:.2f} ({a[1]})"
+
+
+def control_rows(view: StudyView, task: str) -> list[list]:
+    """One row per language and adapted setup: its score, the score before adaptation, the unigram
+    control's, and the share of pairs on which it decides as the control."""
+    rows = []
+    for lang in view.languages + [ENGLISH]:
+        control = view.control_cell(lang, task)
+        if lang == ENGLISH:  # the English bases themselves (adapted models on English: forgetting, Fig. 2)
+            for setup in ("base_1x", "base_2x"):
+                model = view.setup_model(setup)
+                cell = view.final(model, lang, task)
+                if cell is not None:
+                    rows.append([lang, setup, model, _fmt(cell.value), "–", "–", _fmt(control.value if control else None),
+                                 _agree(view, model, lang, task), "–"])
+            continue
+        for setup in SCALES + tuple(f"{s}_multi" for s in SCALES):
+            scale = setup.removesuffix("_multi")
+            model = view.setup_model(setup, lang)
+            cell = view.final(model, lang, task)
+            if cell is None:
+                continue
+            base, base_label = view.before_adaptation(scale)
+            before = view.final(base, lang, task)
+            rows.append([lang, setup, model, _fmt(cell.value), base_label, _fmt(before.value if before else None),
+                         _fmt(control.value if control else None), _agree(view, model, lang, task),
+                         _agree(view, base, lang, task)])
+    return rows
+
+
+def fig_controls(view: StudyView, out_dir: Path) -> list[Figure]:
+    """A table per minimal-pair task: every adapted model beside its base and the unigram control."""
+    out = []
+    for task in [t for t in view.tasks if TASKS[t].headline == "accuracy"]:
+        short = TASKS[task].short
+        f = Figure(f"controls-{task}", f"{short} with its controls",
+                   f"{short} accuracy of every adapted model, of the model before adaptation (the English base of "
+                   "its scale) and of the unigram control (add-0.5 unigram model of the language's training "
+                   "tokens, no context, same pairs). 'agrees': share of pairs on which the model (or the base) "
+                   "prefers the same sentence as the unigram control, with the pairs compared. A score near the "
+                   "control's with high agreement measures word frequency, not the task.")
+        rows = control_rows(view, task)
+        if not any(r[6] != "–" for r in rows):
+            f.note = "no data: no unigram control scores in the results (the control stage writes them)"
+        f.table = {"columns": ["language", "setup", "model", short, "before adaptation", short + " before",
+                               "unigram control", "agrees with control", "base agrees with control"], "rows": rows}
+        out.append(f)
+    return out
+
+
+def fig_phenomena(view: StudyView, out_dir: Path) -> Figure:
+    """LA per phenomenon (or feature) of each language's set, the controls beside each."""
+    f = Figure("la-phenomena", "LA by phenomenon, with the controls",
+               "LA accuracy per phenomenon (generated sets: the rule that broke the sentence) of the 1×, 1× cloned "
+               "and 2× models, the English bases they were adapted from (before adaptation) and the unigram "
+               "control, with the number of pairs; dotted line: chance.")
+    # Target languages: the adapted models and the bases they started from; English: the bases.
+    columns = [*SCALES, "base_1x", "base_2x", CONTROL_LABEL]
+    rows, panels = [], []
+    for lang in view.languages + [ENGLISH]:
+        models = {s: view.setup_model(s, lang) for s in columns[:-1] if lang != ENGLISH or s.startswith("base")}
+        scores = {s: view.phenomena(m, lang, "la") for s, m in models.items()}
+        scores[CONTROL_LABEL] = view.phenomena(UNIGRAM, lang, "la")
+        keys = sorted(set().union(*scores.values()))
+        if not keys:
+            continue
+        series = {s: [d.get(k, (None, 0))[0] for k in keys] for s, d in scores.items() if d}
+        panels.append((lang, keys, series))
+        for k in keys:
+            n = max(d.get(k, (None, 0))[1] for d in scores.values())
+            rows.append([lang, k[0], k[1], n, *(_fmt(scores.get(s, {}).get(k, (None, 0))[0]) for s in columns)])
+    f.table = {"columns": ["language", "set", "phenomenon", "pairs", *columns], "rows": rows}
+    if not panels:
+        f.note = "no data: no LA scores per phenomenon in the results"
+        return f
+    width = max(len(keys) for _, keys, _ in panels)
+    fig = new_figure(2.0 + 0.7 * width, 2.2 * len(panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    colours = {label: f"C{i}" for i, label in enumerate(columns)}  # one colour per model in every panel
+    for ax, (lang, keys, series) in zip(axes, panels):
+        grouped_bars(ax, [k[1][:18] for k in keys], series, colours)
+        ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"LA {lang}")
+        ax.tick_params(axis="x", labelsize=6, rotation=20)
+    legend_of_all(axes, fontsize=6, ncol=6, loc="lower left", bbox_to_anchor=(0, 1.02))
+    f.files.append(save(fig, out_dir, "la_phenomena.png"))
+    return f
+
+
+def final_losses(view: StudyView, last: int = 5) -> dict[str, tuple[float, float, int]]:
+    """{model: (last logged loss, mean of the last `last` logged losses, step)} from the training log."""
+    rows = view.results.query("SELECT model, step, loss FROM train_log WHERE loss IS NOT NULL ORDER BY model, step")
+    curves: dict[str, list[dict]] = {}
+    for r in rows:
+        curves.setdefault(r["model"], []).append(r)
+    return {m: (pts[-1]["loss"], float(np.mean([p["loss"] for p in pts[-last:]])), pts[-1]["step"])
+            for m, pts in curves.items()}
+
+
+def fig_loss_entropy(view: StudyView, out_dir: Path) -> Figure:
+    """Each trained model's final training loss beside the unigram entropy of its training data."""
+    from growmerge.evaluate.controls import entropy, read_counts
+
+    f = Figure("loss-entropy", "Final training loss vs the data's unigram entropy",
+               "Training loss (nats/token; the last logged step, and the mean of the last 5 logged steps) of every "
+               "trained model beside the entropy of the add-0.5 unigram distribution of its languages' training "
+               "tokens (pooled; replay streams left out): the loss of a model that learned only token frequencies. "
+               "A loss near the entropy means a model far from converged.")
+    losses = final_losses(view)
+    control = view.models.get(UNIGRAM)
+    counts = {}
+    if control and control.get("path"):
+        try:
+            counts = read_counts(Path(control["path"]))
+        except Exception as exc:  # a missing or unreadable counts file: the losses alone, and why
+            f.note = f"no unigram entropies: {exc}"
+    elif losses:
+        f.note = "no unigram entropies: no unigram control in the results (the control stage writes it)"
+    rows = []
+    for model, (loss, mean, step) in sorted(losses.items()):
+        langs = view.models.get(model, {}).get("languages") or []
+        have = [counts[lang] for lang in langs if lang in counts]
+        h = entropy(sum(have)) if have and len(have) == len(langs) else None
+        rows.append([model, "+".join(langs), step, _fmt(loss), _fmt(mean), _fmt(h),
+                     "–" if h is None else f"{mean - h:+.3f}"])
+    if not rows:
+        f.note = "no data: no training log in the results"
+    f.table = {"columns": ["model", "languages", "last step", "final loss", "mean of last 5", "unigram entropy",
+                           "loss − entropy"], "rows": rows}
+    return f
+
+
 def all_figures(view: StudyView, run_dir: Path, out_dir: Path) -> list[Figure]:
     """Every figure; one that fails on unexpected data becomes a visible note, not a missing report."""
-    makers = [fig_setups, fig_la_validity, fig_compute_matched, fig_pairwise, fig_methods, fig_training,
-              *beyond_paper_figures()]
+    makers = [fig_setups, fig_controls, fig_phenomena, fig_la_validity, fig_compute_matched, fig_pairwise, fig_methods,
+              fig_training, fig_loss_entropy, *beyond_paper_figures()]
     figs = []
     for make in makers:
         try:
-            fig = make(view, out_dir)
-            if fig is not None:  # a study option beyond the paper that was off
-                figs.append(fig)
+            made = make(view, out_dir)
+            if made is None:  # a study option beyond the paper that was off
+                continue
+            figs += made if isinstance(made, list) else [made]
         except Exception as exc:  # a figure must never take the whole report down
             figs.append(Figure(make.__name__, make.__name__, "", note=f"figure failed: {type(exc).__name__}: {exc}"))
     return figs + fig_vectors(run_dir, out_dir)

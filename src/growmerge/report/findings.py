@@ -44,6 +44,7 @@ def family(lang: str) -> str:
 class Claim:
     status: str  # HOLDS, FAILS, INCONCLUSIVE
     text: str
+    near_control: bool = False  # a score it compares is within noise of the unigram control's
 
 
 def margin(d: Cell) -> float:
@@ -60,13 +61,31 @@ def _fmt(a: Cell, b: Cell) -> str:
     return f"{a.value:.3f} vs {b.value:.3f}, Δ {d.value:+.3f} (noise ±{margin(d):.3f})"
 
 
+def near_control(c: Cell | None) -> bool:
+    """A score within noise of its unigram control's (same rule as every claim): it may measure word
+    frequency rather than what the task asks."""
+    if c is None or c.control is None:
+        return False
+    d = c - c.control
+    return abs(d.value) <= margin(d)
+
+
+def controlled(claim: Claim, a: Cell | None, b: Cell | None) -> Claim:
+    """Mark `claim` when a score it compares is within noise of the unigram control (the status stays)."""
+    near = [c for c in (a, b) if near_control(c)]
+    if near:
+        claim.near_control = True
+        claim.text += " [≈ unigram control: " + ", ".join(f"{c.value:.3f} vs {c.control.value:.3f}" for c in near) + "]"
+    return claim
+
+
 def greater(what: str, a: Cell | None, b: Cell | None) -> Claim:
     """a > b beyond noise."""
     if a is None or b is None:
         return Claim(INCONCLUSIVE, f"{what}: no data")
     d = a - b
     status = HOLDS if d.value > margin(d) else FAILS if -d.value > margin(d) else INCONCLUSIVE
-    return Claim(status, f"{what}: {_fmt(a, b)}")
+    return controlled(Claim(status, f"{what}: {_fmt(a, b)}"), a, b)
 
 
 def not_worse(what: str, a: Cell | None, b: Cell | None) -> Claim:
@@ -76,7 +95,7 @@ def not_worse(what: str, a: Cell | None, b: Cell | None) -> Claim:
         return Claim(INCONCLUSIVE, f"{what}: no data")
     d = a - b
     status = HOLDS if d.value > -1e-9 else FAILS if -d.value > margin(d) else INCONCLUSIVE  # a tie is ≥
-    return Claim(status, f"{what}: {_fmt(a, b)}")
+    return controlled(Claim(status, f"{what}: {_fmt(a, b)}"), a, b)
 
 
 def close(what: str, a: Cell | None, b: Cell | None, tol: float = CLOSE) -> Claim:
@@ -86,13 +105,20 @@ def close(what: str, a: Cell | None, b: Cell | None, tol: float = CLOSE) -> Clai
     d = a - b
     gap = abs(d.value)
     status = HOLDS if gap <= tol else FAILS if gap - tol > margin(d) else INCONCLUSIVE
-    return Claim(status, f"{what} (within {tol:g}): {_fmt(a, b)}")
+    return controlled(Claim(status, f"{what} (within {tol:g}): {_fmt(a, b)}"), a, b)
 
 
 def paired(pairs: Iterable[tuple[Cell | None, Cell | None]]) -> tuple[Cell | None, Cell | None]:
     """Means of both sides over the cells where both are present."""
     both = [(a, b) for a, b in pairs if a is not None and b is not None]
     return mean_cell(a for a, _ in both), mean_cell(b for _, b in both)
+
+
+def control_note(claims: list[Claim]) -> str:
+    """The findings table's control column: how many of a finding's claims rest on scores within
+    noise of the unigram control ('' if none)."""
+    near = sum(c.near_control for c in claims)
+    return f"{near} of {len(claims)} claims ≈ unigram" if near else ""
 
 
 def verdict(claims: list[Claim]) -> tuple[str, str]:
@@ -302,7 +328,9 @@ def beyond_paper() -> list[tuple[str, Callable[[StudyView], list[Claim] | None]]
 
 
 RULE = ("A difference counts only if |Δ| > max(0.002, 2·SE); SE is binomial for accuracies and ip_std/√n "
-        "for IP. ✗ if any claim is contradicted beyond noise, ✓ if all hold, else inconclusive.")
+        "for IP. ✗ if any claim is contradicted beyond noise, ✓ if all hold, else inconclusive. "
+        "[≈ unigram control] marks a claim with an LA or FK score within noise of the add-0.5 unigram model of "
+        "the same language's training tokens on the same sets: such a score may measure word frequency.")
 
 
 class Findings(list):
@@ -318,13 +346,16 @@ def findings(results: Results | StudyView, min_validity: float | None = None) ->
     view = results if isinstance(results, StudyView) else StudyView(valid_results(results, min_validity))
     out = Findings()
     for number, (text, check) in enumerate(FINDINGS, start=1):
-        status, evidence = verdict(check(view))
-        out.append({"number": number, "text": text, "status": status, "evidence": evidence})
+        claims = check(view)
+        status, evidence = verdict(claims)
+        out.append({"number": number, "text": text, "status": status, "evidence": evidence,
+                    "control": control_note(claims)})
     for text, check in beyond_paper():
         claims = check(view)
         if claims is not None:  # None: the study option was off, and the line is left out
             status, evidence = verdict(claims)
-            out.append({"number": len(out) + 1, "text": text, "status": status, "evidence": evidence})
+            out.append({"number": len(out) + 1, "text": text, "status": status, "evidence": evidence,
+                        "control": control_note(claims)})
     sets = getattr(view.results, "sets", None)
     out.note = sets.note() if sets is not None else ""
     return out

@@ -16,7 +16,7 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0
 table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}.nodata{color:#a40;font-style:italic}
 img{max-width:100%}.s-✓{color:#070;font-weight:bold}.s-✗{color:#b00;font-weight:bold}
-.s-inconclusive{color:#666}.cap{color:#555;font-size:13px}
+.s-inconclusive{color:#666}.cap{color:#555;font-size:13px}.near-control{color:#a40}
 """
 
 
@@ -35,9 +35,9 @@ def table(columns: list, rows: list[list], classes: list[str] | None = None) -> 
 def findings_table(found: list[dict]) -> str:
     rows = "".join(
         f'<tr><td>{f["number"]}</td><td>{esc(f["text"])}</td><td class="s-{esc(f["status"])}">{esc(f["status"])}</td>'
-        f'<td>{esc(f["evidence"])}</td></tr>' for f in found)
-    return ('<table id="findings"><tr><th>#</th><th>Finding (paper)</th><th>This run</th><th>Evidence</th></tr>'
-            f"{rows}</table>")
+        f'<td>{esc(f["evidence"])}</td><td class="near-control">{esc(f.get("control", ""))}</td></tr>' for f in found)
+    return ('<table id="findings"><tr><th>#</th><th>Finding (paper)</th><th>This run</th><th>Evidence</th>'
+            f"<th>Within noise of the unigram control</th></tr>{rows}</table>")
 
 
 def figure_html(f: Figure, out_dir: Path) -> str:
@@ -87,8 +87,10 @@ def md_cell(x) -> str:
 
 
 def render_markdown(title: str, found: list[dict], figures: list[Figure]) -> str:
-    lines = [f"# {title}", "", "## Findings", "", "| # | Finding (paper) | This run | Evidence |", "|---|---|---|---|"]
-    lines += [f"| {f['number']} | {md_cell(f['text'])} | {f['status']} | {md_cell(f['evidence'])} |" for f in found]
+    lines = [f"# {title}", "", "## Findings", "",
+             "| # | Finding (paper) | This run | Evidence | Within noise of the unigram control |", "|---|---|---|---|---|"]
+    lines += [f"| {f['number']} | {md_cell(f['text'])} | {f['status']} | {md_cell(f['evidence'])} "
+              f"| {md_cell(f.get('control', ''))} |" for f in found]
     if getattr(found, "note", ""):
         lines += ["", found.note]
     lines += ["", RULE, "", "## Figures", ""]

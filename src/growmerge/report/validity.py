@@ -18,9 +18,12 @@ SEP = "\x1f"
 def la_sets(results) -> list[dict]:
     """One row per LA set (language, dataset): its validity (None if unmeasured), the judged
     pairs, and the mean accuracy over every model scored on it."""
+    from growmerge.evaluate.controls import UNIGRAM
+
     rows = results.query(
         "SELECT lang, dataset, metric, AVG(value) AS v, MAX(n) AS n, COUNT(*) AS k FROM scores "
-        "WHERE task = 'la' AND metric IN ('accuracy', 'validity') GROUP BY lang, dataset, metric")
+        "WHERE task = 'la' AND metric IN ('accuracy', 'validity') AND model != ? "  # the models, not the control
+        "GROUP BY lang, dataset, metric", (UNIGRAM,))
     sets: dict[tuple, dict] = {}
     for r in rows:
         s = sets.setdefault((r["lang"], r["dataset"]), {"lang": r["lang"], "dataset": r["dataset"], "validity": None,

@@ -3,12 +3,14 @@ merge scores with their unmerged and multilingual counterparts, compute-matched 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 
-from growmerge.evaluate.tasks import TASKS
+from growmerge.evaluate.controls import UNIGRAM
+from growmerge.evaluate.tasks import DECISIONS, TASKS
 from growmerge.ledger import FINAL_STEP, Cell, Results, headline_cells
 from growmerge.ledger.matching import cell_at, compute_matched_pairs, score_differences
-from growmerge.names import ENGLISH, MULTI_SCALES, REFERENCE, SCALES
+from growmerge.names import ENGLISH, MULTI_SCALES, REFERENCE, SCALES, base_of
 
 SETUP_ORDER = SCALES + MULTI_SCALES + ("base_1x", "base_2x", REFERENCE)
 
@@ -35,10 +37,64 @@ class StudyView:
 
     # -- single models ------------------------------------------------------------------------
     def final(self, model: str | None, lang: str, task: str) -> Cell | None:
-        """The final model's score (stored under step -1, or under its last checkpoint's step)."""
+        """The final model's score (stored under step -1, or under its last checkpoint's step); an
+        accuracy carries the unigram control's on the same language and task (``Cell.control``)."""
         if model is None:
             return None
-        return cell_at(self.cells, model, FINAL_STEP, self.final_steps.get(model, FINAL_STEP), lang, task)
+        cell = cell_at(self.cells, model, FINAL_STEP, self.final_steps.get(model, FINAL_STEP), lang, task)
+        if cell is not None and model != UNIGRAM and TASKS[task].headline == "accuracy":
+            control = self.control_cell(lang, task)
+            if control is not None:
+                cell = replace(cell, control=control)
+        return cell
+
+    # -- controls -----------------------------------------------------------------------------
+    def control_cell(self, lang: str, task: str) -> Cell | None:
+        """The unigram control's score on `lang`'s sets of `task` (evaluate/controls.py)."""
+        return self.cells.get((UNIGRAM, FINAL_STEP, lang, task))
+
+    def before_adaptation(self, scale: str) -> tuple[str | None, str]:
+        """(model, label) of the English base a scale adapts from. The 1x_cloned base is usually not
+        scored: HyperCloning preserves the function, so the 1x base stands in for it, and says so."""
+        own = base_of(scale)
+        if any(k[0] == own for k in self.cells):
+            return own, own
+        if scale == "1x_cloned":
+            model = self.setup_model("base_1x")
+            return model, f"{model} (as {own}: a function-preserving clone)"
+        model = self.setup_model(own)
+        return model, model or own
+
+    @cached_property
+    def _decisions(self) -> dict[tuple[str, str, str], dict[str, str]]:
+        """{(model, lang, task): {dataset: per-pair decisions}} of the final models."""
+        out: dict[tuple[str, str, str], dict[str, str]] = {}
+        for r in self.results.query("SELECT model, step, lang, task, dataset, detail FROM scores "
+                                    "WHERE metric = ? AND detail IS NOT NULL ORDER BY step", (DECISIONS,)):
+            if r["step"] in (FINAL_STEP, self.final_steps.get(r["model"], FINAL_STEP)):
+                out.setdefault((r["model"], r["lang"], r["task"]), {})[r["dataset"]] = r["detail"]
+        return out
+
+    def agreement(self, model: str | None, lang: str, task: str, other: str = UNIGRAM) -> tuple[float, int] | None:
+        """(share of pairs on which `model` decides as `other`, pairs compared), over the sets both
+        were scored on. A set scored on its first N pairs only (the merges') is compared on those."""
+        a, b = self._decisions.get((model, lang, task), {}), self._decisions.get((other, lang, task), {})
+        same = n = 0
+        for dataset in a.keys() & b.keys():
+            k = min(len(a[dataset]), len(b[dataset]))
+            same += sum(x == y for x, y in zip(a[dataset][:k], b[dataset][:k]))
+            n += k
+        return (same / n, n) if n else None
+
+    def phenomena(self, model: str | None, lang: str, task: str) -> dict[tuple[str, str], tuple[float, int]]:
+        """{(dataset, phenomenon): (accuracy, n)} of a final model, from the per-phenomenon rows."""
+        if model is None:
+            return {}
+        steps = {FINAL_STEP, self.final_steps.get(model, FINAL_STEP)}
+        rows = self.results.query("SELECT step, dataset, metric, value, n FROM scores WHERE model = ? AND lang = ? "
+                                  "AND task = ? AND metric LIKE 'accuracy/%'", (model, lang, task))
+        return {(r["dataset"], r["metric"].split("/", 1)[1]): (r["value"], int(r["n"] or 0))
+                for r in rows if r["step"] in steps and r["value"] is not None}
 
     @cached_property
     def _setup_index(self) -> dict[tuple[str, str | None], str]:

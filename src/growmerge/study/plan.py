@@ -16,9 +16,9 @@ from __future__ import annotations
 from growmerge.errors import GrowmergeError
 from growmerge.names import CODE, ENGLISH, base_of
 from growmerge.study.spec import StudyConfig
-from growmerge.study.stages import (CloneStage, DataStage, EvalMergesStage, EvalStage, MatchedStage, MergeStage,
-                                    PairsStage, ReferenceStage, ReportStage, SimilarityStage, Stage, TrainStage,
-                                    VectorsStage, fingerprint)
+from growmerge.study.stages import (CloneStage, ControlStage, DataStage, EvalMergesStage, EvalStage, MatchedStage,
+                                    MergeStage, PairsStage, ReferenceStage, ReportStage, SimilarityStage, Stage,
+                                    TrainStage, VectorsStage, fingerprint)
 
 
 def build_plan(cfg: StudyConfig) -> list[Stage]:
@@ -80,6 +80,8 @@ def build_plan(cfg: StudyConfig) -> list[Stage]:
                                       english=cfg.eval.merges_on_english, max_pairs=cfg.eval.merge_max_pairs,
                                       **scoring))
 
+    # The unigram control of every language's minimal-pair sets (evaluate/controls.py).
+    stages.append(ControlStage(id="control_unigram", deps=list(eval_deps), languages=[*langs, ENGLISH], **scoring))
     adapt_runs = [s.id for s in stages if isinstance(s, TrainStage) and s.role == "adapt" and s.group in cfg.scales]
     if cfg.eval.checkpoints == "matched" and len(cfg.scales) > 1:
         stages.append(MatchedStage(id="eval_matched", deps=[*adapt_runs, *eval_deps], scales=cfg.scales, **scoring))

@@ -292,7 +292,7 @@ class Scoring(Stage):
         ledger with the same fingerprint is skipped, any other is (re)scored. Returns the scorer so
         the caller can reuse the loaded model for its next call."""
         from growmerge.evaluate.run import score_model
-        from growmerge.evaluate.scorer import Scorer
+        from growmerge.evaluate.scorer import Scorer, boundary_of
         from growmerge.evaluate.tasks import PrepareEnv, ScoreEnv, get_task
 
         env = PrepareEnv(ctx.root, self.seed, ctx.say)
@@ -300,7 +300,8 @@ class Scoring(Stage):
         # What every score of this model depends on besides its sets. The reference is in it for every
         # task (tasks do not declare whether they read it): a retrained reference rescores all.
         basis = {"model": model_identity(path), "reference": model_identity(reference) if reference.is_dir() else None,
-                 "seed": self.seed}
+                 "seed": self.seed,  # and the document-boundary convention the model is scored under
+                 "boundary": scorer.boundary if scorer is not None else boundary_of(path)}
         score_env = ScoreEnv(reference=reference, cache_dir=ctx.root / "cache", seed=self.seed, device=ctx.device)
         for lang in langs:
             todo: dict[str, tuple[list[Path], str]] = {}
@@ -422,6 +423,25 @@ class MatchedStage(Scoring):
                           step=pair.costlier_step)
 
 
+class ControlStage(Scoring):
+    """The unigram control: every minimal-pair set scored by the unigram model of its language's
+    training tokens (evaluate/controls.py), recorded as the model ``unigram``."""
+
+    kind: Literal["control"] = "control"
+    languages: list[str]
+
+    @property
+    def model(self) -> str:
+        from growmerge.evaluate.controls import UNIGRAM
+
+        return UNIGRAM
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.evaluate.controls import run_unigram_control
+
+        run_unigram_control(self, ctx)
+
+
 class VectorsStage(Stage):
     """Cosine similarity of the language vectors of a scale (beyond the paper)."""
 
@@ -470,7 +490,7 @@ class ReportStage(Stage):
 
 STAGE_KINDS: tuple[type[Stage], ...] = (DataStage, PairsStage, ReferenceStage, TrainStage, CloneStage, MergeStage,
                                         EvalStage, EvalMergesStage, MatchedStage, VectorsStage, ReportStage,
-                                        SimilarityStage)
+                                        SimilarityStage, ControlStage)
 AnyStage = Annotated[Union[STAGE_KINDS], Field(discriminator="kind")]  # type: ignore[valid-type]
 _ADAPTER = TypeAdapter(AnyStage)
 

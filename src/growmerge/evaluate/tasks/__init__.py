@@ -108,10 +108,23 @@ def row(task: str, dataset: str, metric: str, value, n) -> dict:
     return {"task": task, "dataset": dataset, "metric": metric, "value": float(value), "n": int(n)}
 
 
+DECISIONS = "decisions"  # the metric of the row whose `detail` holds a set's per-pair decisions
+
+
+def decisions(scores: list[tuple[float, float]]) -> str:
+    """One character per pair, in the set's order: "1" if the good sentence is preferred (a tie
+    counts as preferred, as in the accuracy), else "0"."""
+    return "".join("1" if good >= bad else "0" for good, bad in scores)
+
+
 def pair_rows(task: str, result: dict, dataset: str) -> list[dict]:
-    """Rows for a minimal-pair result: overall accuracy, ties, skipped, and accuracy per phenomenon."""
+    """Rows for a minimal-pair result: overall accuracy, ties, skipped, accuracy per phenomenon, and the
+    per-pair decisions (so the report can say how often two models, or a model and a control, agree)."""
     rows = [row(task, dataset, "accuracy", result["accuracy"], result["n"]),
             row(task, dataset, "ties", result["ties"], result["n"])]
+    if "scores" in result:  # per-pair log-probabilities (evaluate.pairs.score_pairs gives them)
+        rows.append({**row(task, dataset, DECISIONS, result["accuracy"], result["n"]),
+                     "detail": decisions(result["scores"])})
     if result["skipped"]:
         rows.append(row(task, dataset, "skipped", result["skipped"], result["n"]))
     if len(result["per_phenomenon"]) > 1:
