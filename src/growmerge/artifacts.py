@@ -753,3 +753,17 @@ def save_model(model, out: str | Path, tokenizer=None, meta: dict | None = None,
         if meta is not None:
             write_meta(tmp, meta)
     return out
+
+
+def resolve_source(src: str | Path) -> Path:
+    """A local model directory, or a hub id downloaded (safetensors only) into the HF cache."""
+    if not is_local(src):
+        from huggingface_hub import snapshot_download
+
+        try:
+            src = snapshot_download(str(src), allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"])
+        except Exception as exc:  # offline, unknown repo, gated repo: all one line for the user
+            raise GrowmergeError(f"{src}: cannot fetch from the Hugging Face hub ({type(exc).__name__})") from None
+    path = check_model_dir(src)
+    check_safetensors(path)
+    return path

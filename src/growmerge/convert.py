@@ -99,8 +99,7 @@ def convert_hyperllama(src: str | Path, out: str | Path, force: bool = False) ->
     from transformers import LlamaConfig
 
     from growmerge.artifacts import (ModelTensors, atomic_dir, copy_tokenizer_files, ensure_free, fingerprint_of,
-                                     model_identity, read_json, write_meta, write_safetensors)
-    from growmerge.grow.hyperclone import resolve_source
+                                     model_identity, read_json, resolve_source, write_meta, write_safetensors)
 
     src = resolve_source(src)
     raw = read_json(src / "config.json", dict)

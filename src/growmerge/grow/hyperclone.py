@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
+from growmerge.artifacts import resolve_source  # noqa: F401  (re-exported: grow's callers use it here)
 from growmerge.errors import EnvironmentFault, GrowmergeError
 
 SUPPORTED = ("llama", "mistral", "qwen2", "qwen3")
@@ -216,22 +217,6 @@ def verification_ids(tokenizer, vocab_size: int, seed: int = 0) -> torch.Tensor:
         return torch.tensor([r[:n] for r in rows])
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab_size, (4, 16), generator=gen)
-
-
-def resolve_source(src: str | Path) -> Path:
-    """A local model directory, or a hub id downloaded (safetensors only) into the HF cache."""
-    from growmerge.artifacts import check_model_dir, check_safetensors, is_local
-
-    if not is_local(src):
-        from huggingface_hub import snapshot_download
-
-        try:
-            src = snapshot_download(str(src), allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.jinja"])
-        except Exception as exc:  # offline, unknown repo, gated repo: all one line for the user
-            raise GrowmergeError(f"{src}: cannot fetch from the Hugging Face hub ({type(exc).__name__})") from None
-    path = check_model_dir(src)
-    check_safetensors(path)
-    return path
 
 
 def clone_dir(src: str | Path, out: str | Path, factor: int, snr_db: float | None = None, seed: int = 0,
