@@ -118,12 +118,15 @@ def deepened_bytes(info: Mapping, depth: int, tied: bool) -> int:
 
 
 def greedy_tokens(model, ids: torch.Tensor, n: int) -> torch.Tensor:
-    """`n` greedy continuation tokens per row (no cache, no generation config: nothing but argmax)."""
+    """`n` greedy continuation tokens per row: argmax only, with the KV cache (no generation config,
+    no sampling settings a model directory may carry)."""
     with torch.no_grad():
-        for _ in range(n):
-            nxt = model(input_ids=ids).logits[:, -1].float().argmax(dim=-1, keepdim=True)
-            ids = torch.cat([ids, nxt], dim=1)
-    return ids[:, -n:]
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        tokens = [out.logits[:, -1].float().argmax(dim=-1, keepdim=True)]
+        for _ in range(n - 1):
+            out = model(input_ids=tokens[-1], cache=out.cache, use_cache=True)
+            tokens.append(out.logits[:, -1].float().argmax(dim=-1, keepdim=True))
+    return torch.cat(tokens, dim=1)
 
 
 def deepen_dir(src: str | Path, out: str | Path, depth: int, force: bool = False) -> Path:
