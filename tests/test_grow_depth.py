@@ -108,6 +108,8 @@ def test_bad_inputs(tiny_llama, tmp_path, capsys):
     one_line_error(cli(capsys, "grow", tmp_path / "gpt2", out, "--depth", "2"), "'gpt2'")
     one_line_error(cli(capsys, "grow", tmp_path / "missing", out, "--depth", "2"), "missing")
     one_line_error(cli(capsys, "grow", src, src / "inside", "--depth", "2"), "inputs are never overwritten")
+    if not torch.cuda.is_available():  # a GPU asked for where there is none: refused before any write
+        one_line_error(cli(capsys, "grow", src, out, "--depth", "2", "--verify", "--device", "cuda"), "no CUDA device")
     code, _, err = cli(capsys, "grow", src, out, "--depth", "1e9")  # refused before anything is built
     assert code == 3 and "memory available" in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists() and not list(tmp_path.glob("out.tmp-*"))  # nothing written by any failure
