@@ -19,6 +19,7 @@ def every_kind_plan(tmp_path):
     raw = micro_config(tmp_path / "run")
     raw["eval"]["off_the_shelf"] = [{"name": "ref", "source": "some/dir", "max_pairs": 5}]
     raw["analysis"] = {"predictors": True}  # the similarity stages
+    raw["scales"] = ["1x", "1x_cloned", "2x", "1x_deep", "scratch"]  # the opt-in arms' deepen and init stages
     return build_plan(StudyConfig.model_validate(raw))
 
 

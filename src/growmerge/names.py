@@ -10,7 +10,12 @@ from __future__ import annotations
 ENGLISH = "en"  # the replay language and the language of every model's forgetting check
 CODE = "code"  # the seed's first pretraining data, replayed during adaptation
 
-SCALES = ("1x", "1x_cloned", "2x")
+PAPER_SCALES = ("1x", "1x_cloned", "2x")  # the paper's three arms: what a study runs by default
+# Opt-in arms beyond the paper (issue 16): the 1x base deepened ×k without further English training
+# (depth growth, grow/depth.py), and per-language models trained from random initialisation (the
+# companion paper's from-scratch setting). Trained, merged, evaluated and compute-matched like the others.
+DEPTH_SCALE, SCRATCH_SCALE = "1x_deep", "scratch"
+SCALES = PAPER_SCALES + (DEPTH_SCALE, SCRATCH_SCALE)
 MULTI_SUFFIX = "_multi"  # the joint multilingual model of a scale: "<scale>_multi"
 MULTI_SCALES = tuple(s + MULTI_SUFFIX for s in SCALES)
 
@@ -19,7 +24,7 @@ PHASES = ("seed_code", "seed_mixed", "base", "adapt", "multi")
 
 # The kinds of study stage (growmerge.study.stages; the cluster section's per-kind resources).
 STAGE_KINDS = ("data", "pairs", "reference", "train", "clone", "merge", "eval", "eval_merges", "matched", "vectors",
-               "report", "similarity", "control")
+               "report", "similarity", "control", "deepen", "init")
 
 # What a model is in the lineage (the `kind` of results.sqlite's models table).
 MODEL_KINDS = ("seed", "base", "adapt", "clone", "merge", "reference", "control")  # control: evaluate/controls.py
@@ -32,4 +37,5 @@ GROUPS = SCALES + MULTI_SCALES + ("base_1x", "base_2x", "seed", REFERENCE)
 
 def base_of(scale: str) -> str:
     """The English base a scale adapts from (and that task-vector merges subtract)."""
-    return {"1x": "base_1x", "1x_cloned": "base_1x_cloned", "2x": "base_2x"}[scale]
+    return {"1x": "base_1x", "1x_cloned": "base_1x_cloned", "2x": "base_2x", DEPTH_SCALE: "base_1x_deep",
+            SCRATCH_SCALE: "scratch_init"}[scale]  # scratch: the shared random initialisation

@@ -1,1 +1,2 @@
-"""Growing models: HyperCloning (width ×k, function-preserving). See `growmerge.grow.hyperclone`."""
+"""Growing models function-preservingly: HyperCloning (width ×k, `growmerge.grow.hyperclone`) and depth growth
+(layers ×k, `growmerge.grow.depth`)."""

@@ -1,4 +1,4 @@
-"""CLI commands of `growmerge.grow`: `clone`, and `convert` for outside checkpoints."""
+"""CLI commands of `growmerge.grow`: `clone` (width), `grow` (depth), and `convert` for outside checkpoints."""
 
 from __future__ import annotations
 
@@ -80,6 +80,71 @@ def clone(
                                  f"{diff}): the source model is unusable")
 
 
+def depth_option(text: str) -> int:
+    """--depth checked where it is parsed: an integer ≥ 2."""
+    from growmerge.errors import GrowmergeError
+    from growmerge.grow.depth import check_depth
+
+    try:
+        return check_depth(float(text))
+    except (ValueError, GrowmergeError):
+        raise GrowmergeError(f"--depth must be an integer ≥ 2 (the factor the layer count grows by), got {text}") from None
+
+
+GREEDY_TOKENS = 16  # continuation tokens --verify compares
+
+
+def grow(
+    src: str = typer.Argument(..., help="source model directory (or hub id)"),
+    out: Path = typer.Argument(..., help="output directory"),
+    depth: int = typer.Option(..., "--depth", parser=depth_option, metavar="K",
+                              help="depth growth factor k (integer ≥ 2): each layer is followed by k−1 identity copies"),
+    verify: bool = typer.Option(False, "--verify", help="run both models: max |Δlogit| (float32) and greedy output"),
+    force: bool = typer.Option(False, "--force", help="replace a previous grown model in OUT (never anything else)"),
+    device: str = typer.Option("auto", parser=check_spec, metavar=METAVAR,
+                               help=f"where --verify runs both models: {DEVICE_HELP}"),
+) -> None:
+    """Deepen a Llama-family model ×k: same function, k× the layers (new layers are identities)."""
+    import math
+    import time
+
+    from growmerge.errors import GrowmergeError
+    from growmerge.grow.depth import VARIANT, deepen_dir
+
+    if verify:  # a GPU asked for on a machine without one is refused before the model is written
+        from growmerge.device import pick_device
+
+        dev = pick_device(device)
+    t0 = time.perf_counter()
+    path = deepen_dir(src, out, depth, force=force)
+    print(f"deepened ×{depth} ({VARIANT}) → {path} in {time.perf_counter() - t0:.1f} s")
+    if verify:
+        from growmerge.artifacts import load_model, load_tokenizer
+        from growmerge.grow.depth import greedy_tokens
+        from growmerge.grow.hyperclone import max_logit_diff, resolve_source, verification_ids
+
+        src_dir = resolve_source(src)
+        shallow, deep = load_model(src_dir).to(dev), load_model(path).to(dev)
+        ids = verification_ids(load_tokenizer(src_dir), shallow.config.vocab_size).to(dev)
+        print(f"layers {shallow.config.num_hidden_layers} → {deep.config.num_hidden_layers}; parameters "
+              f"{sum(p.numel() for p in shallow.parameters()):,} → {sum(p.numel() for p in deep.parameters()):,}")
+        diff = max_logit_diff(shallow, deep, ids)
+        print(f"max |Δlogit| = {diff:.3e} over {ids.numel()} tokens (float32, {dev})")
+        if not math.isfinite(diff):
+            raise GrowmergeError(f"--verify: the logits of {src_dir} or of its deepened copy are not finite "
+                                 f"(max |Δlogit| = {diff}): the source model is unusable")
+        same = bool(torch_equal(greedy_tokens(shallow, ids, GREEDY_TOKENS), greedy_tokens(deep, ids, GREEDY_TOKENS)))
+        print(f"greedy output ({GREEDY_TOKENS} tokens × {ids.shape[0]} prompts): {'identical' if same else 'DIFFERENT'}")
+        if not same:
+            raise GrowmergeError("--verify: the deepened model's greedy output differs from the source's")
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a.cpu(), b.cpu())
+
+
 @convert_app.command("gguf")
 def convert_gguf_cmd(
     path: Path = typer.Argument(..., help="a GGUF Llama checkpoint"),
@@ -115,4 +180,5 @@ def convert_hyperllama_cmd(
 
 def register(app: typer.Typer) -> None:
     app.command()(clone)
+    app.command()(grow)
     app.add_typer(convert_app, name="convert")

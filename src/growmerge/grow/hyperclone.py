@@ -18,7 +18,7 @@ Optional noise breaks the symmetry between copies without changing the function:
 block of a linear layer the k input-block noises sum to zero (for k=2, ± pairs), so they cancel on
 the duplicated input. Its scale is set per tensor by a signal-to-noise ratio in dB.
 
-Depth growth is not implemented yet; Qwen3's per-head q/k norms (size head_dim) are kept as they are.
+Depth growth lives in `growmerge.grow.depth`. Qwen3's per-head q/k norms (size head_dim) are kept as they are.
 """
 
 from __future__ import annotations

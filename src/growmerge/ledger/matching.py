@@ -20,7 +20,7 @@ from itertools import combinations
 from typing import Iterable
 
 from growmerge.ledger.store import FINAL_STEP, Cell, Results, headline_cells
-from growmerge.names import ENGLISH, MULTI_SCALES, SCALES
+from growmerge.names import ENGLISH, MULTI_SCALES, PAPER_SCALES, SCALES
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,16 @@ def match(cheaper: Run, costlier: Run) -> MatchedPair | Excluded:
                        costlier.setup, costlier.model, best.step, best.flops, 100 * (best.flops - cost) / cost)
 
 
-def compute_matched_pairs(results: Results, setups: Iterable[str] = SCALES,
+def default_setups(results: Results) -> tuple[str, ...]:
+    present = {m["setup"] for m in results.models()}
+    return PAPER_SCALES + tuple(s for s in SCALES if s not in PAPER_SCALES and s in present)
+
+
+def compute_matched_pairs(results: Results, setups: Iterable[str] | None = None,
                           languages: Iterable[str] | None = None) -> tuple[list[MatchedPair], list[Excluded]]:
-    """Every pair of setups × language: matched checkpoints, and the pairs excluded with a reason."""
-    setups = tuple(setups)
+    """Every pair of setups × language: matched checkpoints, and the pairs excluded with a reason.
+    Default setups: the paper's scales, and an opt-in scale (1x_deep, scratch) when it has runs."""
+    setups = tuple(setups) if setups is not None else default_setups(results)
     runs = load_runs(results, setups)
     langs = sorted({lang for _, lang in runs}) if languages is None else list(languages)
     pairs, excluded = [], []

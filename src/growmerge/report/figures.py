@@ -13,7 +13,7 @@ import numpy as np
 from growmerge.report.view import SETUP_ORDER, StudyView, method_sort_key
 from growmerge.evaluate.controls import UNIGRAM
 from growmerge.evaluate.tasks import TASKS
-from growmerge.names import ENGLISH, SCALES
+from growmerge.names import DEPTH_SCALE, ENGLISH, SCALES, SCRATCH_SCALE
 
 DPI = 100
 
@@ -383,7 +383,8 @@ def fig_phenomena(view: StudyView, out_dir: Path) -> Figure:
                "and 2× models, the English bases they were adapted from (before adaptation) and the unigram "
                "control, with the number of pairs; dotted line: chance.")
     # Target languages: the adapted models and the bases they started from; English: the bases.
-    columns = [*SCALES, "base_1x", "base_2x", CONTROL_LABEL]
+    ran = [s for s in SCALES if any(m["setup"] == s for m in view.models.values())]  # opt-in arms only if run
+    columns = [*ran, "base_1x", "base_2x", CONTROL_LABEL]
     rows, panels = [], []
     for lang in view.languages + [ENGLISH]:
         models = {s: view.setup_model(s, lang) for s in columns[:-1] if lang != ENGLISH or s.startswith("base")}
@@ -459,6 +460,54 @@ def fig_loss_entropy(view: StudyView, out_dir: Path) -> Figure:
     return f
 
 
+def fig_arms(view: StudyView, out_dir: Path) -> list[Figure]:
+    """Beyond the paper: each scale's unmerged models beside its merges, when an opt-in arm
+    (1x_deep, scratch) ran; nothing otherwise (the default report is unchanged)."""
+    if not any(m["setup"] in (DEPTH_SCALE, SCRATCH_SCALE) for m in view.models.values()):
+        return []
+    f = Figure("arms", "Growth arms and from-scratch models: unmerged vs merged",
+               "Per scale: mean final score of its per-language models (unmerged) and mean score of its merges "
+               "on their languages (merged; every method and subset). 1x_deep = the 1x base deepened "
+               "(new layers are identities), scratch = each language trained from random initialisation "
+               "with the same budget. Dashed: chance (0.5) for the minimal-pair tasks.")
+    try:
+        return [_draw_arms(view, out_dir, f)]
+    except Exception as exc:  # a figure must never take the whole report down
+        f.note = f"figure failed: {type(exc).__name__}: {exc}"
+        return [f]
+
+
+def _draw_arms(view: StudyView, out_dir: Path, f: Figure) -> Figure:
+    rows = view.merge_rows
+    scales = [s for s in SCALES if any(m["setup"] == s for m in view.models.values())]
+    panels = []
+    for task in view.tasks:
+        series: dict[str, list[float | None]] = {"unmerged": [], "merged": []}
+        for s in scales:
+            cells = [c.value for lang in view.languages if (c := view.setup_cell(s, lang, task))]
+            series["unmerged"].append(float(np.mean(cells)) if cells else None)
+            merged = [r["cell"].value for r in rows if r["scale"] == s and r["task"] == task]
+            series["merged"].append(float(np.mean(merged)) if merged else None)
+        if any(v is not None for vals in series.values() for v in vals):
+            panels.append((task, series))
+    if not panels:
+        f.note = "no data: no scores of the scales' models or merges"
+        return f
+    fig = new_figure(1.2 + 0.9 * len(scales), 2.4 * len(panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (task, series) in zip(axes, panels):
+        grouped_bars(ax, scales, series)
+        if task != "ip":
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_ylabel(TASKS[task].label, fontsize=7)
+    axes[0].legend(fontsize=6)
+    f.table = {"columns": ["task", "scale", "unmerged", "merged"],
+               "rows": [[t, s, *(("–" if v is None else f"{v:.3f}") for v in (ser["unmerged"][i], ser["merged"][i]))]
+                        for t, ser in panels for i, s in enumerate(scales)]}
+    f.files.append(save(fig, out_dir, "arms_unmerged_vs_merged.png"))
+    return f
+
+
 def all_figures(view: StudyView, run_dir: Path, out_dir: Path) -> list[Figure]:
     """Every figure; one that fails on unexpected data becomes a visible note, not a missing report."""
     makers = [fig_setups, fig_controls, fig_phenomena, fig_la_validity, fig_compute_matched, fig_pairwise, fig_methods,
@@ -472,7 +521,7 @@ def all_figures(view: StudyView, run_dir: Path, out_dir: Path) -> list[Figure]:
             figs += made if isinstance(made, list) else [made]
         except Exception as exc:  # a figure must never take the whole report down
             figs.append(Figure(make.__name__, make.__name__, "", note=f"figure failed: {type(exc).__name__}: {exc}"))
-    return figs + fig_vectors(run_dir, out_dir)
+    return figs + fig_vectors(run_dir, out_dir) + fig_arms(view, out_dir)
 
 
 def beyond_paper_figures() -> list:

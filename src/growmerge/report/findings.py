@@ -18,7 +18,7 @@ from growmerge.report.validity import valid_results
 from growmerge.report.view import StudyView
 from growmerge.evaluate.tasks import TASKS
 from growmerge.ledger import Cell, Results, mean_cell
-from growmerge.names import ENGLISH
+from growmerge.names import DEPTH_SCALE, ENGLISH, SCRATCH_SCALE
 
 HOLDS, FAILS, INCONCLUSIVE = "✓", "✗", "inconclusive"
 FLOOR = 0.002
@@ -295,7 +295,7 @@ def finding_9(view: StudyView) -> list[Claim]:
     claims, gains = [], {}
     for t in view.tasks or ["ip"]:
         up, base = paired((r["cell"], one.get((method(r), r["languages"], r["lang"], t)))
-                          for r in view.merge_rows if r["scale"] != "1x" and r["task"] == t)
+                          for r in view.merge_rows if r["scale"] not in ("1x", SCRATCH_SCALE) and r["task"] == t)
         claims.append(greater(f"{TASKS[t].short} upscaled merges vs 1x merges", up, base))
         if up is not None and base is not None:
             gains[t] = up - base
@@ -318,13 +318,68 @@ FINDINGS: list[tuple[str, Callable[[StudyView], list[Claim]]]] = [
     ("Upscaled merges beat 1× merges, most visibly on IP.", finding_9),
 ]
 
+# ---------------------------------------------------------------------------------------------
+# Beyond the paper: lines for the opt-in arms, each shown only when its arm ran
+# ---------------------------------------------------------------------------------------------
+def ran(scale: str) -> Callable[[StudyView], bool]:
+    return lambda view: any(m["setup"] == scale for m in view.models.values())
+
+
+def _merge_change(view: StudyView, scale: str, against: str = "1x") -> tuple[Cell | None, Cell | None]:
+    """Mean score change (merge − unmerged model of its scale) of `scale`'s merges and of `against`'s,
+    paired on the same method, languages, evaluated language and task."""
+    other = {(r["method"], r["languages"], r["lang"], r["task"]): r for r in view.merge_rows if r["scale"] == against}
+
+    def change(r):
+        return None if r["unmerged"] is None else r["cell"] - r["unmerged"]
+
+    return paired((change(r), change(other[key]) if (key := (r["method"], r["languages"], r["lang"], r["task"])) in other
+                   else None) for r in view.merge_rows if r["scale"] == scale)
+
+
+def finding_depth(view: StudyView) -> list[Claim]:
+    """Findings 2 and 9 asked of depth growth instead of width."""
+    claims = [not_worse(f"{TASKS[t].short} {DEPTH_SCALE} ≥ 1x", *by_setup(view, t, DEPTH_SCALE, "1x"))
+              for t in view.tasks or ["la"]]
+    claims.append(greater(f"score change vs unmerged: {DEPTH_SCALE} merges vs 1x merges",
+                          *_merge_change(view, DEPTH_SCALE)))
+    return claims
+
+
+def finding_scratch(view: StudyView) -> list[Claim]:
+    """The companion paper's claim: merges of models trained from scratch (no shared pretraining, only a
+    shared initialisation) lose what each model learned, far more than merges of a pretrained base's
+    descendants, and fall to chance."""
+    rows = [r for r in view.merge_rows if r["scale"] == SCRATCH_SCALE]
+    unmerged, merged = paired((r["unmerged"], r["cell"]) for r in rows)
+    claims = [greater(f"{SCRATCH_SCALE}: unmerged models vs their merges", unmerged, merged),
+              greater(f"score change vs unmerged: 1x merges vs {SCRATCH_SCALE} merges",
+                      *reversed(_merge_change(view, SCRATCH_SCALE)))]
+    if "la" in view.tasks:
+        claims.append(close(f"LA {SCRATCH_SCALE} merges ≈ chance",
+                            mean_cell(r["cell"] for r in rows if r["task"] == "la"), Cell(CHANCE)))
+    return claims
+
+
+EXTRA_FINDINGS: list[tuple[str, Callable[[StudyView], list[Claim]], Callable[[StudyView], bool]]] = [
+    ("Depth growth (1x_deep, opt-in) helps like width: 1x_deep ≥ 1x, and its merges beat 1x merges.",
+     finding_depth, ran(DEPTH_SCALE)),
+    ("Merging from-scratch models collapses (companion paper): their merges fall to chance and lose far more "
+     "than 1x merges.", finding_scratch, ran(SCRATCH_SCALE)),
+]
+
 
 def beyond_paper() -> list[tuple[str, Callable[[StudyView], list[Claim] | None]]]:
-    """Lines for the study options beyond the paper (report/sweep.py, report/predictors.py)."""
+    """Lines for the study options beyond the paper (report/sweep.py, report/predictors.py, the opt-in
+    arms above); each check returns None when its option was off, and the line is left out."""
     from growmerge.report.predictors import PREDICTORS_TEXT, finding_predictors
     from growmerge.report.sweep import DENSITY_TEXT, finding_density
 
-    return [(DENSITY_TEXT, finding_density), (PREDICTORS_TEXT, finding_predictors)]
+    def only_if(applies, check):
+        return lambda view: check(view) if applies(view) else None
+
+    arms = [(text, only_if(applies, check)) for text, check, applies in EXTRA_FINDINGS]
+    return [(DENSITY_TEXT, finding_density), (PREDICTORS_TEXT, finding_predictors), *arms]
 
 
 RULE = ("A difference counts only if |Δ| > max(0.002, 2·SE); SE is binomial for accuracies and ip_std/√n "

@@ -87,7 +87,9 @@ def pass_tokens(cfg) -> dict[str, float]:
 
 def estimate(cfg, stages) -> list[StageCost]:
     """Every stage with its resources; training stages with their tokens and FLOPs."""
+    from growmerge.grow.depth import deepened_config
     from growmerge.grow.hyperclone import grown_config
+    from growmerge.names import DEPTH_SCALE
     from growmerge.study.stages import TrainStage
     from growmerge.train.flops import flops_per_token
     from growmerge.train.spec import PRESETS, preset_config
@@ -105,6 +107,8 @@ def estimate(cfg, stages) -> list[StageCost]:
             tokens = tokens or passes.get(s.mixture)
             big = s.scale in ("2x", "1x_cloned") or s.id == "base_2x"
             config = None if small is None else (grown_config(small, cfg.model.factor, True) if big else small)
+            if config is not None and s.scale == DEPTH_SCALE:
+                config = deepened_config(small, cfg.model.depth)
             flops = flops_per_token(config, seq) * tokens if (config is not None and tokens) else None
         out.append(StageCost(s.id, s.kind, tokens, flops, res.nodes, res.gpus_per_node, res.time))
     return out

@@ -4,6 +4,8 @@
     seed_code → seed → base_1x ──────────────┬─► 1x_<L>, 1x_multi ─────────┐
                   └─► seed_2x → base_2x ─────┼─► 2x_<L>, 2x_multi ─────────┤
                        base_1x_cloned ───────┴─► 1x_cloned_<L>, …_multi ───┤
+    opt-in:            base_1x_deep (base_1x deepened) ─► 1x_deep_<L>, …_multi ─┤
+                       scratch_init (random init) ──────► scratch_<L>, …_multi ─┤
                                                    merge_<scale> ◄─────────┤
                                                    eval_<model>, eval_matched, vectors_<scale>, report
 
@@ -14,11 +16,11 @@ Each stage's fingerprint hashes its own fields and its parents' fingerprints.
 from __future__ import annotations
 
 from growmerge.errors import GrowmergeError
-from growmerge.names import CODE, ENGLISH, base_of
+from growmerge.names import CODE, DEPTH_SCALE, ENGLISH, SCRATCH_SCALE, base_of
 from growmerge.study.spec import StudyConfig
-from growmerge.study.stages import (CloneStage, ControlStage, DataStage, EvalMergesStage, EvalStage, MatchedStage,
-                                    MergeStage, PairsStage, ReferenceStage, ReportStage, SimilarityStage, Stage,
-                                    TrainStage, VectorsStage, fingerprint)
+from growmerge.study.stages import (CloneStage, ControlStage, DataStage, DeepenStage, EvalMergesStage, EvalStage,
+                                    InitStage, MatchedStage, MergeStage, PairsStage, ReferenceStage, ReportStage,
+                                    SimilarityStage, Stage, TrainStage, VectorsStage, fingerprint)
 
 
 def build_plan(cfg: StudyConfig) -> list[Stage]:
@@ -44,6 +46,7 @@ def build_plan(cfg: StudyConfig) -> list[Stage]:
         train("base_2x", "seed_2x", "base_en", "base", "base", "base_2x", "2x", [ENGLISH])
     if "1x_cloned" in cfg.scales:
         clone("base_1x_cloned", "base_1x", "1x_cloned")
+    stages += optional_bases(cfg)
 
     adapted: dict[str, dict[str, str]] = {s: {} for s in cfg.scales}
     for scale in cfg.scales:
@@ -95,6 +98,20 @@ def build_plan(cfg: StudyConfig) -> list[Stage]:
                                               max_sentences=cfg.analysis.max_sentences))
     stages.append(ReportStage(id="report", deps=[s.id for s in stages]))
     return fingerprint_plan(stages)
+
+
+def optional_bases(cfg: StudyConfig) -> list[Stage]:
+    """The bases of the opt-in arms: base_1x deepened (no further English), and the random
+    initialisation every from-scratch language model starts from (same adapt/multi budgets as the
+    other arms; the shared init is what makes their task vectors mergeable at all)."""
+    out: list[Stage] = []
+    if DEPTH_SCALE in cfg.scales:
+        out.append(DeepenStage(id=base_of(DEPTH_SCALE), deps=["base_1x"], src="base_1x", depth=cfg.model.depth,
+                               scale=DEPTH_SCALE))
+    if SCRATCH_SCALE in cfg.scales:
+        out.append(InitStage(id=base_of(SCRATCH_SCALE), deps=["data"], init=cfg.model.init, seed=cfg.seed,
+                             scale=SCRATCH_SCALE))
+    return out
 
 
 def fingerprint_plan(stages: list[Stage]) -> list[Stage]:

@@ -19,10 +19,10 @@ from growmerge.study.cost import CostSpec
 from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
 from growmerge.evaluate.tasks import TASKS, get_task
-from growmerge.names import ENGLISH, PHASES, SCALES
+from growmerge.names import ENGLISH, PAPER_SCALES, PHASES, SCALES
 from growmerge.train.spec import TrainSpec
 
-Scale = Literal["1x", "1x_cloned", "2x"]  # = names.SCALES (a Literal must be spelled out)
+Scale = Literal["1x", "1x_cloned", "2x", "1x_deep", "scratch"]  # = names.SCALES (a Literal must be spelled out)
 PAPER_METHODS = ["linear", "task_arithmetic", "ties", "dare_ties", "multislerp"]  # the paper's five
 
 
@@ -37,6 +37,7 @@ class ModelSpec(Strict):
     init: str = "demo-small"  # a train preset (fresh seed model) or an HF dir / hub id to start the seed from
     factor: int = Field(2, ge=2)  # HyperCloning growth factor of the "2x" scale
     snr_db: float | None = Field(None, ge=0)  # optional symmetry-breaking noise when cloning (dB, as clone --snr-db)
+    depth: int = Field(2, ge=2)  # depth growth factor of the opt-in "1x_deep" scale (as grow --depth)
 
 
 class MergeStudySpec(Strict):
@@ -185,7 +186,9 @@ class StudyConfig(Strict):
     train: dict = Field(default_factory=dict)  # TrainSpec fields shared by every phase
     phases: dict[str, dict] = Field(default_factory=dict)  # per-phase TrainSpec overrides
     multilingual: bool = True  # also train the joint multilingual baselines
-    scales: list[Scale] = Field(default_factory=lambda: list(SCALES))  # the adaptation arms to run
+    # The adaptation arms to run: the paper's three by default; add "1x_deep" (depth growth) and/or
+    # "scratch" (from random initialisation) to opt in. merge.scales defaults to every scale run.
+    scales: list[Scale] = Field(default_factory=lambda: list(PAPER_SCALES))
     merge: MergeStudySpec = MergeStudySpec()
     eval: EvalStudySpec = EvalStudySpec()
     analysis: AnalysisSpec = AnalysisSpec()

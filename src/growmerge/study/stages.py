@@ -248,6 +248,67 @@ class CloneStage(Stage):
         record_model_dir(ctx.results, self.id, out, kind="clone", scale=self.scale, parent=self.src)
 
 
+class DeepenStage(Stage):
+    """Depth growth of a trained model (grow/depth.py): the "1x_deep" arm's base, as base_1x_cloned is
+    the "1x_cloned" arm's."""
+
+    kind: Literal["deepen"] = "deepen"
+    src: str
+    depth: int
+    scale: Optional[str] = None
+
+    @property
+    def model(self) -> str:
+        return self.id
+
+    def run(self, ctx: Context) -> None:
+        from growmerge.grow.depth import deepen_dir
+        from growmerge.ledger import record_model_dir
+
+        out = deepen_dir(ctx.model_dir(self.src), ctx.model_dir(self.id), self.depth, force=True)
+        record_model_dir(ctx.results, self.id, out, kind="clone", scale=self.scale, parent=self.src)
+
+
+class InitStage(Stage):
+    """A randomly initialised model written as a directory: the shared starting point of the
+    from-scratch arm, and the base its task-vector merges subtract. For a preset it is bit for bit the
+    model the seed stage starts from (same preset, same seed, same draw as train.loop.build_model)."""
+
+    kind: Literal["init"] = "init"
+    init: str  # a train preset, or an HF dir / hub id whose architecture is drawn afresh
+    seed: int = 0
+    scale: Optional[str] = None
+
+    @property
+    def model(self) -> str:
+        return self.id
+
+    def run(self, ctx: Context) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+        from growmerge.artifacts import load_config, load_tokenizer, save_model
+        from growmerge.ledger import record_model_dir
+        from growmerge.train.spec import PRESETS, preset_config
+
+        tokenizer_dir = ctx.root / "tokenizer"
+        if self.init in PRESETS:
+            tok = load_tokenizer(tokenizer_dir, required=True)
+            config = preset_config(self.init, len(tok), tok.bos_token_id, tok.eos_token_id)
+            torch.manual_seed(self.seed)
+            model = LlamaForCausalLM(config)
+        else:
+            config = load_config(self.init)
+            torch.manual_seed(self.seed)
+            model = AutoModelForCausalLM.from_config(config)
+        meta = {"kind": "seed", "parents": [], "setup": None, "languages": [], "tokens": 0, "scale": self.scale,
+                "flops": {"self": 0.0, "cumulative": 0.0}, "spec": {"init": self.init, "seed": self.seed},
+                "study": ctx.study, "stage": self.id}
+        out = save_model(model, ctx.model_dir(self.id), tokenizer_from=tokenizer_dir, meta=meta, force=True,
+                         kind="seed")
+        record_model_dir(ctx.results, self.id, out, kind="seed", scale=self.scale)
+
+
 class MergeStage(Stage):
     """Every subset of a scale's per-language models × every method (merge-grid)."""
 
@@ -490,7 +551,7 @@ class ReportStage(Stage):
 
 STAGE_KINDS: tuple[type[Stage], ...] = (DataStage, PairsStage, ReferenceStage, TrainStage, CloneStage, MergeStage,
                                         EvalStage, EvalMergesStage, MatchedStage, VectorsStage, ReportStage,
-                                        SimilarityStage, ControlStage)
+                                        SimilarityStage, ControlStage, DeepenStage, InitStage)
 AnyStage = Annotated[Union[STAGE_KINDS], Field(discriminator="kind")]  # type: ignore[valid-type]
 _ADAPTER = TypeAdapter(AnyStage)
 
