@@ -234,7 +234,7 @@ def test_findings_mark_claims_within_noise_of_the_unigram_control(tmp_path):
                          value=TASK_BASE["la"] + off[lang] - 0.001, n=N) for lang in LANGS])
     found = findings(res)
     assert found[0]["status"] == "✓" and found[0]["control"] == "1 of 2 claims ≈ unigram"
-    assert "LA 1x vs smollm2: 0.693 vs 0.500" in found[0]["evidence"]
+    assert "LA 1x vs the strongest of 1 reference(s), smollm2: 0.693 vs 0.500" in found[0]["evidence"]
     assert "[≈ unigram control: 0.693 vs 0.692]" in found[0]["evidence"]
 
 
