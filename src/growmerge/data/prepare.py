@@ -22,7 +22,9 @@ from pathlib import Path
 
 from growmerge.artifacts import atomic_dir, write_json_atomic
 from growmerge.data.card import render_card
+from growmerge.data.mixture import mixture_table
 from growmerge.data.packing import Packer
+from growmerge.data.probe import probe_sources
 from growmerge.data.sources import EXTRACTOR_VERSION
 from growmerge.data.spec import DataSpec
 from growmerge.data.splits import SplitState, dedup_pairs, split_stream, stream_order
@@ -46,6 +48,7 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     stamp = read_stamp(text_dir)
     if stamp.get("fingerprint") == fingerprint and eval_dir.is_dir():
         return stamp
+    probe_sources(spec, log)  # a bad source fails now, not after the streams before it were split
     state, stats = SplitState(), {}
     with atomic_dir(text_dir, force=True) as tmp:
         for name in stream_order(spec):
@@ -121,12 +124,16 @@ def pack_all(spec: DataSpec, run_dir: Path, tok_dir: Path, split_stamp: dict, lo
     return metas
 
 
-def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
-    """Build everything the later stages read; return the manifest (also at data/manifest.json)."""
+def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None,
+                 epochs: dict[str, dict[str, float]] | None = None) -> dict:
+    """Build everything the later stages read; return the manifest (also at data/manifest.json).
+    `epochs` (the study's ``phases.<phase>.epochs``) only shapes the mixtures the card shows."""
     run_dir = Path(run_dir)
     data_dir = run_dir / "data"
     manifest_file = data_dir / "manifest.json"
     fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint()
+    if epochs:  # the card's mixtures change with them; the shards do not
+        fingerprint += "/" + json.dumps(epochs, sort_keys=True)
     if manifest_file.is_file():
         manifest = json.loads(manifest_file.read_text())
         if manifest.get("fingerprint") == fingerprint and all_shards_complete(run_dir, manifest):
@@ -140,6 +147,7 @@ def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
     log(f"tokenizer: {time.time() - t:.1f} s")
     metas = pack_all(spec, run_dir, tok_dir, split_stamp, log)
     manifest = make_manifest(spec, split_stamp, metas, tok_dir, fingerprint)
+    manifest.update(mixture_table(spec, {s: v["train"] for s, v in manifest["streams"].items()}, epochs))
     card = data_dir / f"card.md.tmp-{os.getpid()}"
     card.write_text(render_card(manifest), encoding="utf-8")
     os.replace(card, data_dir / "card.md")
