@@ -109,6 +109,10 @@ class StreamSpec(Strict):
     max_chars: int | None = Field(None, ge=1)  # cap on training characters (a quick demo)
     eval_fraction: float | None = Field(None, gt=0, lt=1)  # overrides DataSpec.eval_fraction
     split: dict[str, float] | None = None  # e.g. {en_seed: 0.8, en_base: 0.2}
+    # Drop repeated paragraphs (code: files) within each split. Off for corpora their makers already
+    # deduplicated (FineWeb-*): memory then stays flat however large the stream. Text that is
+    # evaluated is kept out of training either way.
+    dedup: bool = Field(True, exclude_if=lambda v: v)
 
     @model_validator(mode="after")
     def _split_sums_to_one(self):

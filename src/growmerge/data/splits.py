@@ -42,6 +42,13 @@ def interleave(spec: StreamSpec, lang: str) -> Iterator[dict]:
                 yield doc
 
 
+class NoMemory(set):
+    """The `seen` set of a stream without dedup: remembers nothing, so memory stays flat."""
+
+    def add(self, key) -> None:
+        pass
+
+
 def clean_text(doc: dict, lang: str, blocked: set[int], seen: set[int]) -> str:
     """The document without blocked or already-seen paragraphs ('' if nothing is left)."""
     if lang == CODE:
@@ -120,7 +127,7 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
     eval_stats = writers.stats
 
     train_blocked = blocked | eval_seen  # never train on a paragraph that is evaluated
-    train_seen: set[int] = set()
+    train_seen: set[int] = set() if stream.dedup else NoMemory()
     writers = Writers(out_dir, list(parts), "train")
     train_chars = 0
     for doc in interleave(stream, lang):

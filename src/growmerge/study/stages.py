@@ -102,8 +102,12 @@ class Stage(BaseModel):
 class DataStage(Stage):
     kind: Literal["data"] = "data"
     data: DataSpec
-    # phases.<phase>.epochs, for the data card's mixtures (left out of the identity when empty).
+    # phases.<phase>.epochs, only for the data card's mixture table: not part of the identity, so
+    # new epochs redo the adaptations they change (TrainStage.epochs), not the data and the seed.
     epochs: dict[str, dict[str, float]] = Field(default_factory=dict, exclude_if=lambda v: not v)
+
+    def identity(self) -> dict:
+        return self.model_dump(mode="json", exclude={"fingerprint", "epochs"})
 
     def run(self, ctx: Context) -> None:
         from growmerge.data.prepare import prepare_data
