@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from growmerge.data.probe import probe_sources
 from growmerge.data.sources import EXTRACTOR_VERSION
 from growmerge.data.spec import DataSpec
 from growmerge.data.splits import SplitState, dedup_pairs, split_stream, stream_order
-from growmerge.data.text import unit_hash
+from growmerge.data.text import text_key, unit_hash
 from growmerge.data.tokenizer import balanced_sample, load_pretrained, tokenizer_hash, train_bpe
 
 STAMP = "growmerge-data.json"
@@ -42,26 +43,64 @@ def read_stamp(d: Path) -> dict:
 
 
 def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
-    """Text splits and evaluation sets (stage 1)."""
+    """Text splits and evaluation sets (stage 1).
+
+    Streams are split one by one into ``text.partial/``; a finished stream leaves its files and a
+    ``<stream>.done.json`` (its counts, evaluation pairs and sentences), so a run killed in stream k
+    resumes at stream k. The whole appears as ``text/`` in one rename once every stream is split."""
     fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint(*SPLIT_FIELDS)
     text_dir, eval_dir = data_dir / "text", data_dir / "eval"
     stamp = read_stamp(text_dir)
     if stamp.get("fingerprint") == fingerprint and eval_dir.is_dir():
         return stamp
     probe_sources(spec, log)  # a bad source fails now, not after the streams before it were split
+    work = data_dir / "text.partial"
+    if read_stamp(work).get("fingerprint") != fingerprint:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        write_json_atomic(work / STAMP, {"fingerprint": fingerprint})
     state, stats = SplitState(), {}
-    with atomic_dir(text_dir, force=True) as tmp:
-        for name in stream_order(spec):
-            t = time.time()
-            stats.update(split_stream(name, spec.streams[name], spec, tmp, state))
-            log(f"split {name}: {time.time() - t:.1f} s")
-        with atomic_dir(eval_dir, force=True) as etmp:
-            english = write_eval_sets(etmp, state, spec.seed)
-        stamp = {"fingerprint": fingerprint, "streams": stats,
-                 "eval": {"pairs": {k: len(v) for k, v in state.pairs.items() if v} | {"en": len(english)},
-                          "sentences": {k: len(v) for k, v in state.sentences.items() if v}}}
-        write_json_atomic(tmp / STAMP, stamp)
+    for name in stream_order(spec):
+        done = work / f"{name}.done.json"
+        if done.is_file():
+            saved = json.loads(done.read_text(encoding="utf-8"))
+            lang = spec.streams[name].lang
+            state.pairs[lang], state.sentences[lang] = saved["pairs"], saved["sentences"]
+            state.blocked_en.update(text_key(p["en"]) for p in saved["pairs"])
+            stats.update(saved["stats"])
+            log(f"split {name}: kept from an earlier run")
+            continue
+        t = time.time()
+        stats.update(part_stats := split_stream(name, spec.streams[name], spec, work, state))
+        lang = spec.streams[name].lang
+        write_json_atomic(done, {"stats": part_stats, "pairs": state.pairs[lang], "sentences": state.sentences[lang]})
+        log(f"split {name}: {time.time() - t:.1f} s")
+        kill_point(f"split:{name}")
+    with atomic_dir(eval_dir, force=True) as etmp:
+        english = write_eval_sets(etmp, state, spec.seed)
+    stamp = {"fingerprint": fingerprint, "streams": stats,
+             "eval": {"pairs": {k: len(v) for k, v in state.pairs.items() if v} | {"en": len(english)},
+                      "sentences": {k: len(v) for k, v in state.sentences.items() if v}}}
+    write_json_atomic(work / STAMP, stamp)  # the .done.json files stay: a kill before the rename redoes nothing
+    publish_dir(work, text_dir)
     return stamp
+
+
+def publish_dir(work: Path, out: Path) -> None:
+    """`work` (complete) becomes `out` in one rename, replacing an older `out`."""
+    from growmerge.artifacts import fsync_tree, publish
+
+    fsync_tree(work)
+    publish(work, out)
+
+
+def kill_point(name: str) -> None:
+    """Tests kill the data stage at a named point with a real SIGKILL (GROWMERGE_KILL_AT=split:sv):
+    no cleanup runs, exactly as when a job is pre-empted."""
+    if os.environ.get("GROWMERGE_KILL_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_eval_sets(eval_dir: Path, state: SplitState, seed: int) -> list[dict]:
@@ -121,6 +160,7 @@ def pack_all(spec: DataSpec, run_dir: Path, tok_dir: Path, split_stamp: dict, lo
                     seq_len=spec.seq_len, vocab_size=len(tok), tokenizer_hash=thash,
                     input_hash=f"{split_stamp['fingerprint']}/{stream}/{split}")
                 log(f"pack {stream}/{split}: {metas[f'{stream}/{split}']['tokens']:,} tokens, {time.time() - t:.1f} s")
+                kill_point(f"pack:{stream}/{split}")
     return metas
 
 

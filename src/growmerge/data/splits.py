@@ -85,7 +85,12 @@ class Writers:
 
 
 def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, state: SplitState) -> dict:
-    """Write `<part>.{train,eval}.jsonl` for one stream; return {part: {split: {documents, characters}}}."""
+    """Write `<part>.{train,eval}.jsonl` for one stream; return {part: {split: {documents, characters}}}.
+
+    The sources are read once: evaluation documents are written as they come, training documents go
+    to a local candidates file (deduplicated within training, blocked from English evaluation pairs
+    of the streams before). Only when the whole stream is read is every evaluated paragraph known; a
+    second pass over the local candidates then drops those and applies the character cap."""
     lang = stream.lang
     frac = stream.eval_fraction or spec.eval_fraction
     parts = stream.split or {name: 1.0}
@@ -106,40 +111,46 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
                 for p, share in parts.items()}
     blocked = state.blocked_en if lang == ENGLISH else set()
     eval_seen: set[int] = set()
+    train_seen: set[int] = set() if stream.dedup else NoMemory()
     writers = Writers(out_dir, list(parts), "eval")
+    eval_open = True  # until every part's evaluation cap is reached
     pairs, sents = [], []
-    for doc in interleave(stream, lang):
-        part = part_of(doc["group"])
-        if not is_eval(doc) or writers.stats[part]["characters"] >= eval_cap[part]:
-            if all(writers.stats[p]["characters"] >= eval_cap[p] for p in parts):
-                break
-            continue
-        text = clean_text(doc, lang, blocked, eval_seen)
-        if not text:
-            continue
-        writers.write(part, doc, text)
-        pairs += [{"id": pid, "en": en, "tgt": tgt, "lang": lang} for pid, en, tgt in doc.get("pairs", [])]
-        if lang != CODE:
-            sents += sentences(text)
+    candidates = out_dir / f"{name}.candidates.jsonl"
+    with open(candidates, "w", encoding="utf-8") as cand:
+        for doc in interleave(stream, lang):
+            if not is_eval(doc):
+                text = clean_text(doc, lang, blocked, train_seen)
+                if text:
+                    cand.write(json.dumps({"id": doc["id"], "group": doc["group"], "text": text},
+                                          ensure_ascii=False) + "\n")
+                continue
+            part = part_of(doc["group"])
+            if not eval_open or writers.stats[part]["characters"] >= eval_cap[part]:
+                continue
+            text = clean_text(doc, lang, blocked, eval_seen)
+            if not text:
+                continue
+            writers.write(part, doc, text)
+            eval_open = not all(writers.stats[p]["characters"] >= eval_cap[p] for p in parts)
+            pairs += [{"id": pid, "en": en, "tgt": tgt, "lang": lang} for pid, en, tgt in doc.get("pairs", [])]
+            if lang != CODE:
+                sents += sentences(text)
     if lang == ENGLISH:  # the English side of evaluation pairs is held out as well
         sents += [s for ps in state.pairs.values() for p in ps for s in sentences(p["en"])]
     writers.close()
     eval_stats = writers.stats
 
-    train_blocked = blocked | eval_seen  # never train on a paragraph that is evaluated
-    train_seen: set[int] = set() if stream.dedup else NoMemory()
     writers = Writers(out_dir, list(parts), "train")
     train_chars = 0
-    for doc in interleave(stream, lang):
-        if is_eval(doc):
-            continue
+    for doc in read_candidates(candidates):
         if stream.max_chars is not None and train_chars >= stream.max_chars:
             break
-        text = clean_text(doc, lang, train_blocked, train_seen)
+        text = doc["text"] if lang == CODE else unblocked(doc["text"], eval_seen)  # never train on evaluated text
         if text:
             writers.write(part_of(doc["group"]), doc, text)
             train_chars += len(text)
     writers.close()
+    candidates.unlink()
 
     for part in parts:
         for split, stats in (("train", writers.stats[part]), ("eval", eval_stats[part])):
@@ -150,6 +161,17 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
     state.sentences[lang] = list(dict.fromkeys(sents))
     state.blocked_en.update(text_key(p["en"]) for p in state.pairs[lang])
     return {part: {"train": writers.stats[part], "eval": eval_stats[part]} for part in parts}
+
+
+def read_candidates(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
+def unblocked(text: str, blocked: set[int]) -> str:
+    """`text` (paragraphs already cleaned) without the paragraphs in `blocked`."""
+    return "\n\n".join(p for p in paragraphs(text) if text_key(p) not in blocked)
 
 
 def dedup_pairs(pairs: list[dict]) -> list[dict]:
