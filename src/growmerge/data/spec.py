@@ -113,6 +113,9 @@ class StreamSpec(Strict):
     # deduplicated (FineWeb-*): memory then stays flat however large the stream. Text that is
     # evaluated is kept out of training either way.
     dedup: bool = Field(True, exclude_if=lambda v: v)
+    # Bound dedup's memory to this many MB (a Bloom filter; rare false positives drop a distinct
+    # paragraph). Default: exact, a 64-bit key per distinct training paragraph in memory.
+    dedup_mb: int | None = Field(None, ge=1, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _split_sums_to_one(self):
