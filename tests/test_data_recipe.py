@@ -15,7 +15,7 @@ from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
 
 from conftest import shared_path
-from test_data import corpus_spec
+from test_data import corpus_spec, prepared  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CODES = {"ekk": "et", "fao": "fo", "fas": "fa", "isl": "is", "swe": "sv"}
@@ -154,3 +154,25 @@ def test_study_phase_epochs_reach_the_plan_and_change_only_those_stages(tmp_path
         StudyConfig.model_validate({**base, "phases": {"adapt": {"epochs": {"de": 2}}}})
     with pytest.raises(ValueError, match=r"per-language epochs exist only for phases adapt, multi"):
         StudyConfig.model_validate({**base, "phases": {"base": {"epochs": {"is": 2}}}})
+
+
+def test_a_prepared_run_gives_stages_their_epochs_and_the_card_its_mixtures(prepared, tmp_path):
+    from growmerge.study.stages import Context
+
+    spec, run, manifest = prepared
+    ctx = Context(root=run, data=spec, results=None)
+    plain, six = ctx.mixture("adapt_is", "adapt", {}), ctx.mixture("adapt_is", "adapt", {"is": 6})
+    assert [i.name for i in plain.items] == [i.name for i in six.items]
+    assert [6 * i.epochs for i in plain.items] == pytest.approx([i.epochs for i in six.items])
+    assert six.items[0].shard == run / "data/is/train.bin" and six.items[0].epochs == 6
+    card = (run / "data" / "card.md").read_text()
+    assert "| multi | is | is |" in card and "UniMax budget:" in card and manifest["budget"]["max_epochs"] == 6
+    # The study's epochs reach the card through prepare_data (the data stage), without repacking.
+    from growmerge.data.prepare import prepare_data
+
+    bins = {p: p.stat().st_mtime_ns for p in (run / "data").rglob("*.bin")}
+    again = prepare_data(spec, run, epochs={"adapt": {"is": 6}})
+    assert next(i for i in again["mixtures"]["adapt_is"] if i["name"] == "is")["epochs"] == 6
+    assert "| adapt_is | is | is | 6 |" in (run / "data" / "card.md").read_text()
+    assert {p: p.stat().st_mtime_ns for p in (run / "data").rglob("*.bin")} == bins
+    prepare_data(spec, run)  # back as the module's other tests expect it
