@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from growmerge.data.prepare import prepare_data
-from growmerge.data.spec import load_data_spec
+from growmerge.data.spec import DataSpec, load_data_spec
 
 from test_data import corpus_spec, make_corpus
 
@@ -68,3 +68,16 @@ def test_kill_while_splitting_and_packing_loses_no_finished_work(tmp_path):
     assert {b: b.stat().st_mtime_ns for b in bins} == bins
     assert outputs(run) == reference
     assert json.loads((run / "data" / "manifest.json").read_text())["streams"]["en_seed"]["train"]["characters"] <= 20_000
+
+
+def test_streams_split_side_by_side_give_the_same_bytes(tmp_path):
+    make_corpus(tmp_path)
+    runs = {}
+    for workers in (1, 2):  # 2: the target languages and code are split in two processes
+        spec = corpus_spec(tmp_path, workers=workers)
+        prepare_data(DataSpec.model_validate(spec), tmp_path / f"w{workers}")
+        runs[workers] = outputs(tmp_path / f"w{workers}")
+    manifests = [json.loads(r.pop("data/manifest.json")) for r in runs.values()]
+    assert [m.pop("fingerprint") for m in manifests][0] != ""  # it hashes `workers` too
+    assert manifests[0] == manifests[1]
+    assert runs[1] == runs[2] and any(k.endswith("en_seed.train.jsonl") for k in runs[1])

@@ -31,6 +31,7 @@ from growmerge.data.spec import DataSpec
 from growmerge.data.splits import SplitState, dedup_pairs, split_stream, stream_order
 from growmerge.data.text import text_key, unit_hash
 from growmerge.data.tokenizer import balanced_sample, load_pretrained, tokenizer_hash, train_bpe
+from growmerge.names import ENGLISH
 
 STAMP = "growmerge-data.json"
 SPLIT_FIELDS = ("languages", "streams", "eval_fraction", "seed")
@@ -45,9 +46,10 @@ def read_stamp(d: Path) -> dict:
 def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     """Text splits and evaluation sets (stage 1).
 
-    Streams are split one by one into ``text.partial/``; a finished stream leaves its files and a
-    ``<stream>.done.json`` (its counts, evaluation pairs and sentences), so a run killed in stream k
-    resumes at stream k. The whole appears as ``text/`` in one rename once every stream is split."""
+    Streams are split into ``text.partial/`` (side by side, ``split_streams``); a finished stream
+    leaves its files and a ``<stream>.done.json`` (its counts, evaluation pairs and sentences), so a
+    killed run resumes with the streams it had not finished. The whole appears as ``text/`` in one
+    rename once every stream is split."""
     fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint(*SPLIT_FIELDS)
     text_dir, eval_dir = data_dir / "text", data_dir / "eval"
     stamp = read_stamp(text_dir)
@@ -59,23 +61,12 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         write_json_atomic(work / STAMP, {"fingerprint": fingerprint})
+    records = split_streams(spec, work, log)
     state, stats = SplitState(), {}
-    for name in stream_order(spec):
-        done = work / f"{name}.done.json"
-        if done.is_file():
-            saved = json.loads(done.read_text(encoding="utf-8"))
-            lang = spec.streams[name].lang
-            state.pairs[lang], state.sentences[lang] = saved["pairs"], saved["sentences"]
-            state.blocked_en.update(text_key(p["en"]) for p in saved["pairs"])
-            stats.update(saved["stats"])
-            log(f"split {name}: kept from an earlier run")
-            continue
-        t = time.time()
-        stats.update(part_stats := split_stream(name, spec.streams[name], spec, work, state))
+    for name in stream_order(spec):  # in this order, whatever order the streams finished in
         lang = spec.streams[name].lang
-        write_json_atomic(done, {"stats": part_stats, "pairs": state.pairs[lang], "sentences": state.sentences[lang]})
-        log(f"split {name}: {time.time() - t:.1f} s")
-        kill_point(f"split:{name}")
+        state.pairs[lang], state.sentences[lang] = records[name]["pairs"], records[name]["sentences"]
+        stats.update(records[name]["stats"])
     with atomic_dir(eval_dir, force=True) as etmp:
         english = write_eval_sets(etmp, state, spec.seed)
     stamp = {"fingerprint": fingerprint, "streams": stats,
@@ -84,6 +75,62 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     write_json_atomic(work / STAMP, stamp)  # the .done.json files stay: a kill before the rename redoes nothing
     publish_dir(work, text_dir)
     return stamp
+
+
+def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
+    """Every stream's record (counts, evaluation pairs, sentences), split into `work`.
+
+    Streams finished by an earlier run are kept. The others run in `spec.workers` processes, one
+    stream each, except English, which comes after every target language: their evaluation pairs'
+    English sides are kept out of English training. A stream's output depends on nothing else, so
+    the result is the same in any order and with any number of processes."""
+    records: dict[str, dict] = {}
+    for name in stream_order(spec):
+        done = work / f"{name}.done.json"
+        if done.is_file():
+            records[name] = json.loads(done.read_text(encoding="utf-8"))
+            log(f"split {name}: kept from an earlier run")
+
+    def finish(name: str, record: dict, started: float) -> None:
+        write_json_atomic(work / f"{name}.done.json", record)
+        records[name] = record
+        log(f"split {name}: {time.time() - started:.1f} s")
+        kill_point(f"split:{name}")
+
+    todo = [n for n in stream_order(spec) if n not in records]
+    first = [n for n in todo if spec.streams[n].lang != ENGLISH]
+    if spec.workers > 1 and len(first) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: the parent may already hold tokenizer threads or open datasets; a fork could deadlock.
+        with ProcessPoolExecutor(min(spec.workers, len(first)), mp_context=mp.get_context("spawn")) as pool:
+            started = {pool.submit(split_one, name, spec, work, set(), {}): (name, time.time()) for name in first}
+            try:
+                for future in as_completed(started):
+                    name, t = started[future]
+                    finish(name, future.result(), t)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+    else:
+        for name in first:
+            t = time.time()
+            finish(name, split_one(name, spec, work, set(), {}), t)
+    for name in [n for n in todo if n not in records]:  # English, after every target
+        before = {spec.streams[n].lang: records[n]["pairs"] for n in stream_order(spec) if n in records}
+        blocked = {text_key(p["en"]) for pairs in before.values() for p in pairs}
+        t = time.time()
+        finish(name, split_one(name, spec, work, blocked, before), t)
+    return records
+
+
+def split_one(name: str, spec: DataSpec, work: Path, blocked_en: set[int], pairs_before: dict) -> dict:
+    """Split one stream (here or in a worker process); its record for ``<name>.done.json``."""
+    state = SplitState(blocked_en=blocked_en, pairs=dict(pairs_before))
+    stats = split_stream(name, spec.streams[name], spec, work, state)
+    lang = spec.streams[name].lang
+    return {"stats": stats, "pairs": state.pairs[lang], "sentences": state.sentences[lang]}
 
 
 def publish_dir(work: Path, out: Path) -> None:
