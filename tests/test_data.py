@@ -353,7 +353,7 @@ def bad_configs(root: Path) -> dict[str, tuple[dict, str]]:
         "missing file": ({**ok, "streams": {**ok["streams"], "is": {
             "lang": "is", "sources": [{"kind": "files", "paths": [str(root / "nope.jsonl")]}]}}}, "does not exist"),
         "empty source": ({**ok, "streams": {**ok["streams"], "is": {
-            "lang": "is", "sources": [{"kind": "files", "paths": [str(root / "empty.jsonl")]}]}}}, "no train documents"),
+            "lang": "is", "sources": [{"kind": "files", "paths": [str(root / "empty.jsonl")]}]}}}, "yields no documents"),
         "tokenizer too big": ({**ok, "tokenizer": {"vocab_size": 300, "pretrained": str(root / "tok")}},
                               "raise vocab_size to at least 320"),
     }

@@ -23,7 +23,26 @@ def render_card(manifest: dict) -> str:
     ev = manifest["eval"]
     for lang in sorted(set(ev["pairs"]) | set(ev["sentences"])):
         lines.append(f"| {lang} | {ev['pairs'].get(lang, 0):,} | {ev['sentences'].get(lang, 0):,} |")
+    if "mixtures" in manifest:
+        lines += mixture_lines(manifest["mixtures"], manifest["budget"])
     return "\n".join(lines) + "\n"
+
+
+def mixture_lines(mixtures: dict, budget: dict) -> list[str]:
+    """Per training mixture: each stream's epochs and the tokens and characters they amount to."""
+    lines = ["", "Training mixtures (one pass over each; epochs per language and stream):", "",
+             "| mixture | item | stream | epochs | tokens | characters |", "|---|---|---|---:|---:|---:|"]
+    for name, items in mixtures.items():
+        for i in items:
+            lines.append(f"| {name} | {i['name']} | {i['stream']} | {i['epochs']:.4g} | {i['tokens']:,.0f} "
+                         f"| {i['characters']:,.0f} |")
+        lines.append(f"| {name} | **total** | | | {sum(i['tokens'] for i in items):,.0f} "
+                     f"| {sum(i['characters'] for i in items):,.0f} |")
+    fixed = ", ".join(f"{k} {v:g}" for k, v in budget["fixed"].items()) or "none"
+    lines += ["", f"UniMax budget: {budget['budget_chars']:,} characters, at most {budget['max_epochs']:g} epochs "
+                  f"per language (fixed: {fixed}; leftover: {budget['leftover'] or 'none'}); the multilingual "
+                  f"mixture spends {budget['spent_chars']:,.0f} characters of target-language text on it."]
+    return lines
 
 
 def read_manifest(run_dir: str | Path) -> dict:

@@ -16,16 +16,19 @@ def prepare(config: Path = typer.Argument(..., help="study YAML (only its `data:
     from growmerge.artifacts import check_names, naming
     from growmerge.data.card import render_card
     from growmerge.data.prepare import prepare_data
+    from growmerge.config import read_yaml
+    from growmerge.data.mixture import phase_epochs_of
     from growmerge.data.spec import load_data_spec
 
     spec = load_data_spec(config)
+    epochs = phase_epochs_of(read_yaml(config).get("phases"), spec.languages)  # for the card's mixtures
     # Languages and streams name directories under data/: usable, each once (a duplicate would skew
     # the mixtures without a word). The study YAML checks the same when it is read.
     check_names(spec.languages, f"{config}: data.languages:")
     check_names(spec.streams, f"{config}: data.streams:")
     t = time.time()
     with naming(run_dir):  # a write that fails without a file name (a full disk) names the run directory
-        manifest = prepare_data(spec, run_dir, log=lambda msg: typer.echo(msg, err=True))
+        manifest = prepare_data(spec, run_dir, log=lambda msg: typer.echo(msg, err=True), epochs=epochs)
     typer.echo(render_card(manifest))
     typer.echo(f"prepared {run_dir / 'data'} in {time.time() - t:.1f} s", err=True)
 

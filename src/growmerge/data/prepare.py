@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 from growmerge.artifacts import atomic_dir, write_json_atomic
 from growmerge.data.card import render_card
+from growmerge.data.mixture import mixture_table
 from growmerge.data.packing import Packer
+from growmerge.data.probe import probe_sources
 from growmerge.data.sources import EXTRACTOR_VERSION
 from growmerge.data.spec import DataSpec
 from growmerge.data.splits import SplitState, dedup_pairs, split_stream, stream_order
-from growmerge.data.text import unit_hash
+from growmerge.data.text import text_key, unit_hash
 from growmerge.data.tokenizer import balanced_sample, load_pretrained, tokenizer_hash, train_bpe
+from growmerge.names import ENGLISH
 
 STAMP = "growmerge-data.json"
 SPLIT_FIELDS = ("languages", "streams", "eval_fraction", "seed")
@@ -40,25 +44,110 @@ def read_stamp(d: Path) -> dict:
 
 
 def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
-    """Text splits and evaluation sets (stage 1)."""
+    """Text splits and evaluation sets (stage 1).
+
+    Streams are split into ``text.partial/`` (side by side, ``split_streams``); a finished stream
+    leaves its files and a ``<stream>.done.json`` (its counts, evaluation pairs and sentences), so a
+    killed run resumes with the streams it had not finished. The whole appears as ``text/`` in one
+    rename once every stream is split."""
     fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint(*SPLIT_FIELDS)
     text_dir, eval_dir = data_dir / "text", data_dir / "eval"
     stamp = read_stamp(text_dir)
     if stamp.get("fingerprint") == fingerprint and eval_dir.is_dir():
         return stamp
+    probe_sources(spec, log)  # a bad source fails now, not after the streams before it were split
+    work = data_dir / "text.partial"
+    if read_stamp(work).get("fingerprint") != fingerprint:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        write_json_atomic(work / STAMP, {"fingerprint": fingerprint})
+    records = split_streams(spec, work, log)
     state, stats = SplitState(), {}
-    with atomic_dir(text_dir, force=True) as tmp:
-        for name in stream_order(spec):
-            t = time.time()
-            stats.update(split_stream(name, spec.streams[name], spec, tmp, state))
-            log(f"split {name}: {time.time() - t:.1f} s")
-        with atomic_dir(eval_dir, force=True) as etmp:
-            english = write_eval_sets(etmp, state, spec.seed)
-        stamp = {"fingerprint": fingerprint, "streams": stats,
-                 "eval": {"pairs": {k: len(v) for k, v in state.pairs.items() if v} | {"en": len(english)},
-                          "sentences": {k: len(v) for k, v in state.sentences.items() if v}}}
-        write_json_atomic(tmp / STAMP, stamp)
+    for name in stream_order(spec):  # in this order, whatever order the streams finished in
+        lang = spec.streams[name].lang
+        state.pairs[lang], state.sentences[lang] = records[name]["pairs"], records[name]["sentences"]
+        stats.update(records[name]["stats"])
+    with atomic_dir(eval_dir, force=True) as etmp:
+        english = write_eval_sets(etmp, state, spec.seed)
+    stamp = {"fingerprint": fingerprint, "streams": stats,
+             "eval": {"pairs": {k: len(v) for k, v in state.pairs.items() if v} | {"en": len(english)},
+                      "sentences": {k: len(v) for k, v in state.sentences.items() if v}}}
+    write_json_atomic(work / STAMP, stamp)  # the .done.json files stay: a kill before the rename redoes nothing
+    publish_dir(work, text_dir)
     return stamp
+
+
+def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
+    """Every stream's record (counts, evaluation pairs, sentences), split into `work`.
+
+    Streams finished by an earlier run are kept. The others run in `spec.workers` processes, one
+    stream each, except English, which comes after every target language: their evaluation pairs'
+    English sides are kept out of English training. A stream's output depends on nothing else, so
+    the result is the same in any order and with any number of processes."""
+    records: dict[str, dict] = {}
+    for name in stream_order(spec):
+        done = work / f"{name}.done.json"
+        if done.is_file():
+            records[name] = json.loads(done.read_text(encoding="utf-8"))
+            log(f"split {name}: kept from an earlier run")
+
+    def finish(name: str, record: dict, started: float) -> None:
+        write_json_atomic(work / f"{name}.done.json", record)
+        records[name] = record
+        log(f"split {name}: {time.time() - started:.1f} s")
+        kill_point(f"split:{name}")
+
+    todo = [n for n in stream_order(spec) if n not in records]
+    first = [n for n in todo if spec.streams[n].lang != ENGLISH]
+    if spec.workers > 1 and len(first) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: the parent may already hold tokenizer threads or open datasets; a fork could deadlock.
+        with ProcessPoolExecutor(min(spec.workers, len(first)), mp_context=mp.get_context("spawn")) as pool:
+            started = {pool.submit(split_one, name, spec, work, set(), {}): (name, time.time()) for name in first}
+            try:
+                for future in as_completed(started):
+                    name, t = started[future]
+                    finish(name, future.result(), t)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+    else:
+        for name in first:
+            t = time.time()
+            finish(name, split_one(name, spec, work, set(), {}), t)
+    for name in [n for n in todo if n not in records]:  # English, after every target
+        before = {spec.streams[n].lang: records[n]["pairs"] for n in stream_order(spec) if n in records}
+        blocked = {text_key(p["en"]) for pairs in before.values() for p in pairs}
+        t = time.time()
+        finish(name, split_one(name, spec, work, blocked, before), t)
+    return records
+
+
+def split_one(name: str, spec: DataSpec, work: Path, blocked_en: set[int], pairs_before: dict) -> dict:
+    """Split one stream (here or in a worker process); its record for ``<name>.done.json``."""
+    state = SplitState(blocked_en=blocked_en, pairs=dict(pairs_before))
+    stats = split_stream(name, spec.streams[name], spec, work, state)
+    lang = spec.streams[name].lang
+    return {"stats": stats, "pairs": state.pairs[lang], "sentences": state.sentences[lang]}
+
+
+def publish_dir(work: Path, out: Path) -> None:
+    """`work` (complete) becomes `out` in one rename, replacing an older `out`."""
+    from growmerge.artifacts import fsync_tree, publish
+
+    fsync_tree(work)
+    publish(work, out)
+
+
+def kill_point(name: str) -> None:
+    """Tests kill the data stage at a named point with a real SIGKILL (GROWMERGE_KILL_AT=split:sv):
+    no cleanup runs, exactly as when a job is pre-empted."""
+    if os.environ.get("GROWMERGE_KILL_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_eval_sets(eval_dir: Path, state: SplitState, seed: int) -> list[dict]:
@@ -118,15 +207,20 @@ def pack_all(spec: DataSpec, run_dir: Path, tok_dir: Path, split_stamp: dict, lo
                     seq_len=spec.seq_len, vocab_size=len(tok), tokenizer_hash=thash,
                     input_hash=f"{split_stamp['fingerprint']}/{stream}/{split}")
                 log(f"pack {stream}/{split}: {metas[f'{stream}/{split}']['tokens']:,} tokens, {time.time() - t:.1f} s")
+                kill_point(f"pack:{stream}/{split}")
     return metas
 
 
-def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
-    """Build everything the later stages read; return the manifest (also at data/manifest.json)."""
+def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None,
+                 epochs: dict[str, dict[str, float]] | None = None) -> dict:
+    """Build everything the later stages read; return the manifest (also at data/manifest.json).
+    `epochs` (the study's ``phases.<phase>.epochs``) only shapes the mixtures the card shows."""
     run_dir = Path(run_dir)
     data_dir = run_dir / "data"
     manifest_file = data_dir / "manifest.json"
     fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint()
+    if epochs:  # the card's mixtures change with them; the shards do not
+        fingerprint += "/" + json.dumps(epochs, sort_keys=True)
     if manifest_file.is_file():
         manifest = json.loads(manifest_file.read_text())
         if manifest.get("fingerprint") == fingerprint and all_shards_complete(run_dir, manifest):
@@ -140,6 +234,7 @@ def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None) -> dict:
     log(f"tokenizer: {time.time() - t:.1f} s")
     metas = pack_all(spec, run_dir, tok_dir, split_stamp, log)
     manifest = make_manifest(spec, split_stamp, metas, tok_dir, fingerprint)
+    manifest.update(mixture_table(spec, {s: v["train"] for s, v in manifest["streams"].items()}, epochs))
     card = data_dir / f"card.md.tmp-{os.getpid()}"
     card.write_text(render_card(manifest), encoding="utf-8")
     os.replace(card, data_dir / "card.md")

@@ -70,6 +70,24 @@ class HFDataset(Strict):
     max_docs: int | None = Field(None, ge=1)
 
 
+class PythonEdu(Strict):
+    """smollm-corpus python-edu: rows of blob ids (streamed like `hf_dataset`) joined with their file
+    contents, downloaded beforehand into `contents` as ``<blob_id>`` or ``<blob_id>.gz`` (README,
+    "Python-Edu"). Any other directory of .py files is `python_code` with `root`."""
+
+    kind: Literal["python_edu"]
+    contents: Path  # directory of the downloaded blobs
+    path: str = "HuggingFaceTB/smollm-corpus"
+    name: str | None = "python-edu"
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
+    split: str = "train"
+    streaming: bool = True
+    id_field: str = "blob_id"
+    group_field: str | None = "repo_name"  # files of one repository stay on one side of the split
+    missing: Literal["error", "skip"] = "error"  # a blob id without downloaded contents
+    max_docs: int | None = Field(None, ge=1)
+
+
 class Files(Strict):
     """Local .txt (one document per file), .jsonl or .parquet (one document per row)."""
 
@@ -80,7 +98,7 @@ class Files(Strict):
 
 
 SourceSpec = Annotated[
-    Union[LibreOfficeHelp, LibreOfficeUI, GnomeUserDocs, PythonCode, EnglishDocs, HFDataset, Files],
+    Union[LibreOfficeHelp, LibreOfficeUI, GnomeUserDocs, PythonCode, EnglishDocs, HFDataset, PythonEdu, Files],
     Field(discriminator="kind"),
 ]
 
@@ -91,6 +109,13 @@ class StreamSpec(Strict):
     max_chars: int | None = Field(None, ge=1)  # cap on training characters (a quick demo)
     eval_fraction: float | None = Field(None, gt=0, lt=1)  # overrides DataSpec.eval_fraction
     split: dict[str, float] | None = None  # e.g. {en_seed: 0.8, en_base: 0.2}
+    # Drop repeated paragraphs (code: files) within each split. Off for corpora their makers already
+    # deduplicated (FineWeb-*): memory then stays flat however large the stream. Text that is
+    # evaluated is kept out of training either way.
+    dedup: bool = Field(True, exclude_if=lambda v: v)
+    # Bound dedup's memory to this many MB (a Bloom filter; rare false positives drop a distinct
+    # paragraph). Default: exact, a 64-bit key per distinct training paragraph in memory.
+    dedup_mb: int | None = Field(None, ge=1, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _split_sums_to_one(self):
@@ -111,11 +136,19 @@ class ReplaySpec(Strict):
     english: float = Field(0.01, ge=0, le=1)
     code: float = Field(0.05, ge=0, le=1)
     reference: str | None = None  # default: the target language with most documents
+    # Draw the English replay from this English stream only (paper: the seed's pretraining data,
+    # en_seed), as much of it as `english` of all English; default: both English parts alike.
+    # (exclude_if: a default leaves the dump, so fingerprints of existing studies do not move.)
+    english_from: str | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class UnimaxSpec(Strict):
     budget_chars: int | None = Field(None, ge=1)  # default: all target training characters once
     max_epochs: float = Field(6.0, gt=0)
+    # The paper's variant: these languages get exactly these epochs (sv, fa: 1) ...
+    fixed: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict, exclude_if=lambda v: not v)
+    # ... and this one is served last and takes what is left of the budget (et: ~4.45).
+    leftover: str | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class DataSpec(Strict):
@@ -147,6 +180,15 @@ class DataSpec(Strict):
                 raise ValueError(f"more than one stream with lang {lang}")
         if self.replay.reference is not None and self.replay.reference not in self.languages:
             raise ValueError(f"replay.reference {self.replay.reference} is not one of languages")
+        for lang in [*self.unimax.fixed, *filter(None, [self.unimax.leftover])]:
+            if lang not in self.languages:
+                raise ValueError(f"unimax: {lang} is not one of languages ({', '.join(self.languages)})")
+        if self.unimax.leftover in self.unimax.fixed:
+            raise ValueError(f"unimax: {self.unimax.leftover} cannot be both fixed and the leftover language")
+        english = self.english_streams()
+        if self.replay.english_from is not None and self.replay.english_from not in english:
+            raise ValueError(f"replay.english_from {self.replay.english_from} is not an English stream "
+                             f"(one of {', '.join(english)})")
         return self
 
     # -- derived names ------------------------------------------------------------------------

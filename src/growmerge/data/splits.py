@@ -42,6 +42,37 @@ def interleave(spec: StreamSpec, lang: str) -> Iterator[dict]:
                 yield doc
 
 
+class NoMemory(set):
+    """The `seen` set of a stream without dedup: remembers nothing, so memory stays flat."""
+
+    def add(self, key) -> None:
+        pass
+
+
+class BoundedSeen:
+    """The `seen` set of a deduplicated stream in a fixed number of bytes: a Bloom filter over the
+    64-bit paragraph keys (7 probes by double hashing). Memory is `megabytes` however long the stream;
+    the price is a false positive, a distinct paragraph taken for a repeat, at a rate of about
+    (1 - e^(-7n/m))^7 for n paragraphs in m bits: 4e-7 at 10 M paragraphs in 64 MB, 6e-3 at 50 M."""
+
+    PROBES = 7
+
+    def __init__(self, megabytes: int):
+        self.bits = bytearray(megabytes << 20)
+        self.m = len(self.bits) * 8
+
+    def _positions(self, key: int) -> list[int]:
+        h1, h2 = key & 0xFFFFFFFF, (key >> 32) | 1
+        return [(h1 + i * h2) % self.m for i in range(self.PROBES)]
+
+    def __contains__(self, key: int) -> bool:
+        return all(self.bits[p >> 3] >> (p & 7) & 1 for p in self._positions(key))
+
+    def add(self, key: int) -> None:
+        for p in self._positions(key):
+            self.bits[p >> 3] |= 1 << (p & 7)
+
+
 def clean_text(doc: dict, lang: str, blocked: set[int], seen: set[int]) -> str:
     """The document without blocked or already-seen paragraphs ('' if nothing is left)."""
     if lang == CODE:
@@ -78,7 +109,12 @@ class Writers:
 
 
 def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, state: SplitState) -> dict:
-    """Write `<part>.{train,eval}.jsonl` for one stream; return {part: {split: {documents, characters}}}."""
+    """Write `<part>.{train,eval}.jsonl` for one stream; return {part: {split: {documents, characters}}}.
+
+    The sources are read once: evaluation documents are written as they come, training documents go
+    to a local candidates file (deduplicated within training, blocked from English evaluation pairs
+    of the streams before). Only when the whole stream is read is every evaluated paragraph known; a
+    second pass over the local candidates then drops those and applies the character cap."""
     lang = stream.lang
     frac = stream.eval_fraction or spec.eval_fraction
     parts = stream.split or {name: 1.0}
@@ -99,40 +135,46 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
                 for p, share in parts.items()}
     blocked = state.blocked_en if lang == ENGLISH else set()
     eval_seen: set[int] = set()
+    train_seen = (set() if stream.dedup_mb is None else BoundedSeen(stream.dedup_mb)) if stream.dedup else NoMemory()
     writers = Writers(out_dir, list(parts), "eval")
+    eval_open = True  # until every part's evaluation cap is reached
     pairs, sents = [], []
-    for doc in interleave(stream, lang):
-        part = part_of(doc["group"])
-        if not is_eval(doc) or writers.stats[part]["characters"] >= eval_cap[part]:
-            if all(writers.stats[p]["characters"] >= eval_cap[p] for p in parts):
-                break
-            continue
-        text = clean_text(doc, lang, blocked, eval_seen)
-        if not text:
-            continue
-        writers.write(part, doc, text)
-        pairs += [{"id": pid, "en": en, "tgt": tgt, "lang": lang} for pid, en, tgt in doc.get("pairs", [])]
-        if lang != CODE:
-            sents += sentences(text)
+    candidates = out_dir / f"{name}.candidates.jsonl"
+    with open(candidates, "w", encoding="utf-8") as cand:
+        for doc in interleave(stream, lang):
+            if not is_eval(doc):
+                text = clean_text(doc, lang, blocked, train_seen)
+                if text:
+                    cand.write(json.dumps({"id": doc["id"], "group": doc["group"], "text": text},
+                                          ensure_ascii=False) + "\n")
+                continue
+            part = part_of(doc["group"])
+            if not eval_open or writers.stats[part]["characters"] >= eval_cap[part]:
+                continue
+            text = clean_text(doc, lang, blocked, eval_seen)
+            if not text:
+                continue
+            writers.write(part, doc, text)
+            eval_open = not all(writers.stats[p]["characters"] >= eval_cap[p] for p in parts)
+            pairs += [{"id": pid, "en": en, "tgt": tgt, "lang": lang} for pid, en, tgt in doc.get("pairs", [])]
+            if lang != CODE:
+                sents += sentences(text)
     if lang == ENGLISH:  # the English side of evaluation pairs is held out as well
         sents += [s for ps in state.pairs.values() for p in ps for s in sentences(p["en"])]
     writers.close()
     eval_stats = writers.stats
 
-    train_blocked = blocked | eval_seen  # never train on a paragraph that is evaluated
-    train_seen: set[int] = set()
     writers = Writers(out_dir, list(parts), "train")
     train_chars = 0
-    for doc in interleave(stream, lang):
-        if is_eval(doc):
-            continue
+    for doc in read_candidates(candidates):
         if stream.max_chars is not None and train_chars >= stream.max_chars:
             break
-        text = clean_text(doc, lang, train_blocked, train_seen)
+        text = doc["text"] if lang == CODE else unblocked(doc["text"], eval_seen)  # never train on evaluated text
         if text:
             writers.write(part_of(doc["group"]), doc, text)
             train_chars += len(text)
     writers.close()
+    candidates.unlink()
 
     for part in parts:
         for split, stats in (("train", writers.stats[part]), ("eval", eval_stats[part])):
@@ -143,6 +185,17 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
     state.sentences[lang] = list(dict.fromkeys(sents))
     state.blocked_en.update(text_key(p["en"]) for p in state.pairs[lang])
     return {part: {"train": writers.stats[part], "eval": eval_stats[part]} for part in parts}
+
+
+def read_candidates(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
+def unblocked(text: str, blocked: set[int]) -> str:
+    """`text` (paragraphs already cleaned) without the paragraphs in `blocked`."""
+    return "\n\n".join(p for p in paragraphs(text) if text_key(p) not in blocked)
 
 
 def dedup_pairs(pairs: list[dict]) -> list[dict]:

@@ -82,7 +82,7 @@ def pass_tokens(cfg) -> dict[str, float]:
     if stats is None:
         return {}
     return {name: sum(stats[s]["tokens"] * epochs for s, epochs, _ in items)
-            for name, items in mixture_recipe(cfg.data, stats).items()}
+            for name, items in mixture_recipe(cfg.data, stats, cfg.phase_epochs()).items()}
 
 
 def estimate(cfg, stages) -> list[StageCost]:

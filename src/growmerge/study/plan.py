@@ -26,13 +26,15 @@ from growmerge.study.stages import (CloneStage, ControlStage, DataStage, DeepenS
 def build_plan(cfg: StudyConfig) -> list[Stage]:
     langs = list(cfg.data.languages)
     tasks = cfg.eval.tasks
-    stages: list[Stage] = [DataStage(id="data", data=cfg.data),
+    epochs = cfg.phase_epochs()  # per-language epochs of adapt / multi
+    stages: list[Stage] = [DataStage(id="data", data=cfg.data, epochs=epochs),
                            PairsStage(id="pairs", deps=["data"], languages=langs + [ENGLISH], tasks=tasks, seed=cfg.seed)]
 
     def train(name, init, mixture, phase, role, group, scale, languages):
         deps = ["data"] + ([init] if any(s.id == init for s in stages) else [])
         stages.append(TrainStage(id=name, deps=deps, init=init, mixture=mixture, phase=phase, role=role, group=group,
-                                 scale=scale, languages=languages, spec=cfg.train_spec(phase)))
+                                 scale=scale, languages=languages, spec=cfg.train_spec(phase),
+                                 epochs={k: v for k, v in epochs.get(phase, {}).items() if k in languages}))
 
     def clone(name, src, scale):
         stages.append(CloneStage(id=name, deps=[src], src=src, factor=cfg.model.factor, snr_db=cfg.model.snr_db,

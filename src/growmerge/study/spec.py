@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from growmerge.cluster.spec import ClusterSpec
 from growmerge.config import Strict, load_yaml
 from growmerge.study.cost import CostSpec
+from growmerge.data.mixture import check_phase_epochs
 from growmerge.data.spec import DataSpec
 from growmerge.errors import GrowmergeError
 from growmerge.evaluate.tasks import TASKS, get_task
@@ -233,6 +234,10 @@ class StudyConfig(Strict):
         # Each phase's TrainSpec is validated here, once; the plan and the stages carry the result.
         self._specs = {phase: self._phase_spec(phase) for phase in PHASES}  # raises with the phase named
         langs = self.data.languages
+        try:
+            self.phase_epochs()
+        except GrowmergeError as exc:
+            raise ValueError(str(exc)) from None
         # Each becomes stage ids and directories (models/1x_<lang>, merges/…/<lang+lang>, data/<stream>).
         _names(langs, "data.languages:")
         _names(self.data.streams, "data.streams:")
@@ -310,8 +315,14 @@ class StudyConfig(Strict):
     def train_spec(self, phase: str) -> TrainSpec:
         return self._specs[phase]
 
+    def phase_epochs(self) -> dict[str, dict[str, float]]:
+        """`phases.<phase>.epochs: {lang: epochs}`: the data's business (data.mixture), not the trainer's."""
+        return check_phase_epochs({p: o["epochs"] for p, o in self.phases.items() if "epochs" in o},
+                                  self.data.languages)
+
     def _phase_spec(self, phase: str) -> TrainSpec:
-        fields = {**self.train, **self.phases.get(phase, {}), "seed": self.seed}
+        overrides = {k: v for k, v in self.phases.get(phase, {}).items() if k != "epochs"}
+        fields = {**self.train, **overrides, "seed": self.seed}
         if self.threads:
             fields.setdefault("threads", self.threads)
         fields.setdefault("device", self.device)

@@ -59,6 +59,14 @@ class Context:
             self._mixtures = build_mixtures(self.root, self.data)
         return self._mixtures
 
+    def mixture(self, name: str, phase: str, epochs: dict[str, float]):
+        """Mixture `name`, with the phase's per-language epochs (phases.<phase>.epochs) if any."""
+        if not epochs:
+            return self.mixtures[name]
+        from growmerge.data.mixture import build_mixtures
+
+        return build_mixtures(self.root, self.data, {phase: epochs})[name]
+
     def eval_file(self, task: str, lang: str) -> Path:
         return self.root / "eval" / task / f"{lang}.jsonl"
 
@@ -94,11 +102,17 @@ class Stage(BaseModel):
 class DataStage(Stage):
     kind: Literal["data"] = "data"
     data: DataSpec
+    # phases.<phase>.epochs, only for the data card's mixture table: not part of the identity, so
+    # new epochs redo the adaptations they change (TrainStage.epochs), not the data and the seed.
+    epochs: dict[str, dict[str, float]] = Field(default_factory=dict, exclude_if=lambda v: not v)
+
+    def identity(self) -> dict:
+        return self.model_dump(mode="json", exclude={"fingerprint", "epochs"})
 
     def run(self, ctx: Context) -> None:
         from growmerge.data.prepare import prepare_data
 
-        prepare_data(self.data, ctx.root, log=ctx.say)
+        prepare_data(self.data, ctx.root, log=ctx.say, epochs=self.epochs)
 
 
 class PairsStage(Stage):
@@ -157,6 +171,9 @@ class TrainStage(Stage):
     scale: Optional[str] = None
     languages: list[str]
     spec: TrainSpec
+    # phases.<phase>.epochs of this stage's languages (data.mixture.mixture_recipe); empty: left
+    # out of the identity, so studies without it keep their fingerprints.
+    epochs: dict[str, float] = Field(default_factory=dict, exclude_if=lambda v: not v)
 
     @property
     def model(self) -> str:
@@ -166,7 +183,7 @@ class TrainStage(Stage):
         from growmerge.ledger import record_model_dir
 
         init = str(ctx.model_dir(self.init)) if ctx.model_dir(self.init).is_dir() else self.init
-        mixture = ctx.mixtures[self.mixture]
+        mixture = ctx.mixture(self.mixture, self.phase, self.epochs)
         meta = {"kind": self.role, "setup": self.group, "languages": self.languages, "scale": self.scale,
                 "study": ctx.study, "stage": self.id}
         out = ctx.model_dir(self.id)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from growmerge.data.debian import cache_dir
-from growmerge.data.sources import debian_docs, libreoffice, local
+from growmerge.data.sources import debian_docs, libreoffice, local, python_edu
 from growmerge.data.text import unit_hash
 
 SOURCES: dict[str, Callable[..., Iterator[dict]]] = {
@@ -26,9 +26,10 @@ SOURCES: dict[str, Callable[..., Iterator[dict]]] = {
     "python_code": debian_docs.python_code,
     "files": local.files,
     "hf_dataset": local.hf_dataset,
+    "python_edu": python_edu.python_edu,
 }
 # User data is already local (or streamed at scale): copying it into the cache would only cost disk.
-UNCACHED = {"files", "hf_dataset"}
+UNCACHED = {"files", "hf_dataset", "python_edu"}
 EXTRACTOR_VERSION = "3"  # bump when a parser changes what it extracts
 
 

@@ -58,13 +58,21 @@ def files(spec, lang: str) -> Iterator[dict]:
                 yield from records_to_docs(read_rows(path), spec, lang, str(path))
 
 
-def hf_dataset(spec, lang: str) -> Iterator[dict]:
+def load_rows(spec) -> Iterator[dict]:
+    """The rows of `datasets.load_dataset(spec.path, spec.name, ...)`, at most spec.max_docs."""
     import datasets
 
     try:
         ds = datasets.load_dataset(spec.path, spec.name, data_files=spec.data_files, split=spec.split,
                                    streaming=spec.streaming)
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
-        raise GrowmergeError(f"hf_dataset {spec.path}: cannot load ({str(exc).splitlines()[0]})") from None
-    rows = ds if spec.max_docs is None else (r for r, _ in zip(ds, range(spec.max_docs)))
-    yield from records_to_docs(rows, spec, lang, spec.path)
+    except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as exc:
+        raise GrowmergeError(f"{spec.kind} {spec.path}: cannot load ({first_line(exc)})") from None
+    return iter(ds) if spec.max_docs is None else (r for r, _ in zip(ds, range(spec.max_docs)))
+
+
+def first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def hf_dataset(spec, lang: str) -> Iterator[dict]:
+    yield from records_to_docs(load_rows(spec), spec, lang, spec.path)
