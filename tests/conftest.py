@@ -71,6 +71,25 @@ def make_tiny_llama(path: Path, hidden: int = 64, layers: int = 2, heads: int = 
     return path
 
 
+def make_family_model(path: Path, arch: str) -> Path:
+    """A tiny model of another Llama-family architecture (mistral, qwen2, qwen3), saved at `path`, with
+    norms and biases drawn away from 1/0 so that qwen2's q/k/v biases and qwen3's q/k norms matter."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(arch, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, intermediate_size=96, vocab_size=200,
+                                  tie_word_embeddings=True, head_dim=16, max_position_embeddings=128)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or "bias" in name:
+                p.uniform_(0.5, 1.5)
+    model.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def tiny_llama(tmp_path):
     """Factory fixture: tiny_llama(name='m', **kwargs) -> path of a saved tiny model."""

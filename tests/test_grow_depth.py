@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from conftest import make_family_model
 from growmerge.artifacts import read_meta, write_meta
 from growmerge.cli import run_app
 from growmerge.grow.depth import deepen, deepen_dir, greedy_tokens
@@ -54,18 +55,7 @@ def test_deepen_preserves_function_and_interleaves(tiny_llama, tmp_path, tied, k
 
 @pytest.mark.parametrize("arch", ["mistral", "qwen2", "qwen3"])
 def test_other_llama_family_architectures(tmp_path, arch):
-    from transformers import AutoConfig
-
-    torch.manual_seed(0)
-    config = AutoConfig.for_model(arch, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                  num_key_value_heads=2, intermediate_size=96, vocab_size=200,
-                                  tie_word_embeddings=True, head_dim=16, max_position_embeddings=128)
-    model = AutoModelForCausalLM.from_config(config)
-    with torch.no_grad():  # qwen2's q/k/v biases and qwen3's q/k norms must be copied
-        for name, p in model.named_parameters():
-            if "norm" in name or "bias" in name:
-                p.uniform_(0.5, 1.5)
-    model.save_pretrained(tmp_path / "src")
+    make_family_model(tmp_path / "src", arch)
     deep = load(deepen_dir(tmp_path / "src", tmp_path / "deep", 2))
     assert deep.config.num_hidden_layers == 4
     assert max_logit_diff(load(tmp_path / "src"), deep, ids(200)) <= 1e-6
