@@ -377,7 +377,7 @@ CASES = [
     Case("data-file-size-limit", lambda w, d: ["data", "prepare", data_yaml(d, w), "--run-dir", d / "r"],
          "File too large", code=3, mode="fsize", may_leave=("r",), logs=True),
     Case("data-disk-full", lambda w, d: ["data", "prepare", data_yaml(d, w), "--run-dir", d / "full" / "r"],
-         "full/r: No space left on device", code=3, mode="fullfs", may_leave=("r",), logs=True),
+         "No space left on device (the machine", code=3, mode="fullfs", may_leave=("r",), logs=True),
     # -- study ----------------------------------------------------------------------------------
     Case("study-sizes-0", lambda w, d: ["study", "plan", study_yaml(d, lambda r: r["merge"].update(sizes=[0]))],
          "merge.sizes[0]"),
