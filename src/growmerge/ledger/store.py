@@ -58,7 +58,12 @@ SCORE_KEYS = ("model", "step", "lang", "task", "dataset", "metric", "value", "n"
 # old rows read NULL: a score of unrecorded boundary convention, no per-pair decisions).
 # scores.boundary: the document-boundary convention the score was made under (evaluate.scorer);
 # scores.detail: the per-pair decisions of a minimal-pair set ("1" = good preferred), metric "decisions".
-ADDED_COLUMNS = (("scores", "fingerprint"), ("merges", "fingerprint"), ("scores", "boundary"), ("scores", "detail"))
+# models.seed, merges.seed: the training seed of a model's lineage (NULL: none, e.g. a reference), which
+# tells the seeds of a several-seed study apart (ledger/seeds.py).
+ADDED_COLUMNS = (("scores", "fingerprint"), ("merges", "fingerprint"), ("scores", "boundary"), ("scores", "detail"),
+                 ("models", "seed", "INTEGER"), ("merges", "seed", "INTEGER"))
+MODEL_COLUMNS = ("name", "kind", "setup", "scale", "languages", "path", "parent", "tokens", "flops_cumulative", "params",
+                 "seed")
 SCORE_EXTRAS = ("fingerprint", "boundary", "detail")  # optional keys of a score row
 
 # The sandbox of a user's SQL: what the authorizer lets through, and the limits.
@@ -131,9 +136,9 @@ class Results:
             self.conn.set_authorizer(self._authorize)
 
     def _add_columns(self) -> None:
-        for table, column in ADDED_COLUMNS:
+        for table, column, *kind in ADDED_COLUMNS:
             if column not in {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}:
-                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind[0] if kind else 'TEXT'}")
 
     def _authorize(self, action: int, arg1, arg2, db, trigger) -> int:
         """Reading only: SELECT, reads of columns, functions, recursive CTEs, introspection PRAGMAs."""
@@ -200,14 +205,14 @@ class Results:
     def add_model(self, name: str, kind: str, setup: str | None = None, scale: str | None = None,
                   languages: Iterable[str] | str | None = None, path: str | Path | None = None,
                   parent: str | None = None, tokens: int | None = None,
-                  flops_cumulative: float | None = None, params: int | None = None) -> None:
+                  flops_cumulative: float | None = None, params: int | None = None, seed: int | None = None) -> None:
         _choice(kind, MODEL_KINDS, "model kind", optional=False)
         _choice(setup, GROUPS, "setup")
         _choice(scale, SCALES, "scale")
         self._write(
-            "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO models ({', '.join(MODEL_COLUMNS)}) VALUES ({','.join('?' * len(MODEL_COLUMNS))})",
             [(name, kind, setup, scale, _languages(languages), None if path is None else str(path), parent,
-              tokens, flops_cumulative, params)],
+              tokens, flops_cumulative, params, seed)],
         )
 
     def add_checkpoint(self, model: str, step: int, tokens: int | None = None,
@@ -243,17 +248,18 @@ class Results:
                                 "fingerprint": fingerprint} for r in rows)
 
     def add_merge(self, name: str, method: str, scale: str, languages: Iterable[str],
-                  path: str | Path | None = None, params: int | None = None, fingerprint: str | None = None) -> None:
+                  path: str | Path | None = None, params: int | None = None, fingerprint: str | None = None,
+                  seed: int | None = None) -> None:
         """A merge is a row of `merges` and also a model (kind merge) so it can carry scores."""
         _choice(scale, SCALES, "scale", optional=False)
         langs = _languages(languages)
         p = None if path is None else str(path)
         with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO merges (name, method, scale, languages, path, fingerprint) "
-                              "VALUES (?,?,?,?,?,?)", (name, method, scale, langs, p, fingerprint))
+            self.conn.execute("INSERT OR REPLACE INTO merges (name, method, scale, languages, path, fingerprint, seed) "
+                              "VALUES (?,?,?,?,?,?,?)", (name, method, scale, langs, p, fingerprint, seed))
             self.conn.execute(
-                "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (name, "merge", None, scale, langs, p, None, None, None, params),
+                f"INSERT OR REPLACE INTO models ({', '.join(MODEL_COLUMNS)}) VALUES ({','.join('?' * len(MODEL_COLUMNS))})",
+                (name, "merge", None, scale, langs, p, None, None, None, params, seed),
             )
 
     def add_train_log(self, model: str, rows: Iterable[dict]) -> int:
@@ -411,7 +417,7 @@ def count_params(model_dir: str | Path) -> int | None:
 
 def record_model_dir(results: Results, name: str, model_dir: str | Path, *, kind: str | None = None,
                      setup: str | None = None, scale: str | None = None, languages: Iterable[str] | None = None,
-                     parent: str | None = None) -> dict:
+                     parent: str | None = None, seed: int | None = None) -> dict:
     """Record a finished model directory: its row in `models` (from its growmerge.json unless given),
     every exported ``checkpoints/step-N`` with its cumulative FLOPs, the final model as a checkpoint at
     its last step, and ``train_log.jsonl`` as the training curve. Returns the sidecar."""
@@ -425,7 +431,7 @@ def record_model_dir(results: Results, name: str, model_dir: str | Path, *, kind
     results.add_model(name, kind, setup=setup if setup is not None else meta.get("setup"),
                       scale=scale, languages=languages if languages is not None else meta.get("languages", []),
                       path=model_dir, parent=parent or (str(parents[0]) if parents else None),
-                      tokens=meta.get("tokens"), flops_cumulative=flops, params=count_params(model_dir))
+                      tokens=meta.get("tokens"), flops_cumulative=flops, params=count_params(model_dir), seed=seed)
     for d in sorted((model_dir / "checkpoints").glob("step-*")):
         m = STEP_DIR.fullmatch(d.name)
         if m and (d / "growmerge.json").is_file():

@@ -1,0 +1,47 @@
+"""One seed of a several-seed study (``seeds:`` in the study YAML), seen as if it were the only one.
+
+Every model and merge row carries the training seed of its lineage (``models.seed``, ``merges.seed``;
+NULL for what no seed trained: the off-the-shelf references, the unigram control). A seed's view of
+the ledger hides the other seeds' rows of those two tables, so whatever reads one model per setup and
+language (the compute-matched comparison, the report's setup index, the merge rows) reads this seed's;
+scores and checkpoints are keyed by model name and need no filter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from growmerge.ledger.store import Results
+
+
+class SeedResults:
+    """The results with the models and merges of other seeds hidden: every ``query`` reads those two
+    tables through a filter; everything else is the wrapped ledger's."""
+
+    def __init__(self, results, seed: int):
+        self._results = results
+        self.seed = int(seed)  # an int: it is spelled into the SQL below
+        self._tables = {t: f"(SELECT * FROM {t} WHERE seed IS NULL OR seed = {self.seed})" for t in ("models", "merges")}
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict]:
+        for table, filtered in self._tables.items():
+            sql = sql.replace(f"FROM {table}", f"FROM {filtered} AS {table}")
+        return self._results.query(sql, params)
+
+    # The readers built on ``query``, bound to this view (not the wrapped ledger's unfiltered query).
+    models = Results.models
+    merges = Results.merges
+    checkpoints = Results.checkpoints
+
+    def __getattr__(self, name):
+        return getattr(self._results, name)
+
+
+def seed_results(results, seed: int) -> SeedResults:
+    return SeedResults(results, seed)
+
+
+def study_seeds(results) -> list[int]:
+    """The training seeds recorded in the ledger, in increasing order ([] for an older ledger)."""
+    rows = results.query("SELECT DISTINCT seed FROM models WHERE seed IS NOT NULL ORDER BY seed")
+    return [int(r["seed"]) for r in rows]
