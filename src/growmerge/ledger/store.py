@@ -23,7 +23,7 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -348,9 +348,23 @@ class Cell:
     # The same score of a control on the same sets (the unigram model: evaluate/controls.py), when
     # known: the findings mark a claim whose scores are within noise of it.
     control: "Cell | None" = None
+    # The values a mean was taken over (mean_cell), and of a difference the paired differences: what a
+    # bootstrap over seeds and cells resamples (report/seeds.py). Not part of a cell's equality.
+    parts: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
     def __sub__(self, other: "Cell") -> "Cell":
-        return Cell(self.value - other.value, math.hypot(self.se, other.se), min(self.n, other.n))
+        return Cell(self.value - other.value, math.hypot(self.se, other.se), min(self.n, other.n),
+                    parts=_part_differences(self, other))
+
+
+def _part_differences(a: Cell, b: Cell) -> tuple[float, ...]:
+    """Paired differences of two means over as many cells (the findings pair their sides cell by
+    cell); a mean minus a constant; () when the sides cannot be paired."""
+    if a.parts and b.parts:
+        return tuple(x - y for x, y in zip(a.parts, b.parts)) if len(a.parts) == len(b.parts) else ()
+    if a.parts:
+        return tuple(x - b.value for x in a.parts)
+    return tuple(a.value - y for y in b.parts)
 
 
 def mean_cell(cells: Iterable[Cell]) -> Cell | None:
@@ -362,7 +376,8 @@ def mean_cell(cells: Iterable[Cell]) -> Cell | None:
     k = len(cells)
     controls = [c.control for c in cells]
     return Cell(sum(c.value for c in cells) / k, math.sqrt(sum(c.se**2 for c in cells)) / k,
-                sum(c.n for c in cells), mean_cell(controls) if all(u is not None for u in controls) else None)
+                sum(c.n for c in cells), mean_cell(controls) if all(u is not None for u in controls) else None,
+                parts=tuple(c.value for c in cells))
 
 
 def dataset_se(task: str, value: float, n: int | None, std: float | None) -> float:
