@@ -75,6 +75,7 @@ def test_a_claim_over_seeds_is_judged_on_its_bootstrap_interval():
 
 def test_micro_study_with_two_seeds(tmp_path):
     from growmerge.report import build_report, findings
+    from growmerge.report.seeds import several_seeds
 
     cfg = StudyConfig.model_validate(seeds_config(tmp_path / "run"))
     runner.run_study(cfg, echo=lambda m: None)
@@ -91,7 +92,9 @@ def test_micro_study_with_two_seeds(tmp_path):
         assert {m["name"] for m in one.models(setup="1x")} == {"1x_is_s1", "1x_fa_s1"}
         assert [m["name"] for m in one.merges() if m["scale"] == "1x"] == ["merge/1x_s1/linear/fa+is"]
         found = findings(res)
+        spread = several_seeds(res).spread
     assert len(found) == 9
+    assert all(len(r["values"]) == 2 and len(r["marks"].split()) == 2 for r in spread)  # a column per seed
     assert "95% CI" in found[1]["evidence"] and "over 2 seeds" in found[1]["evidence"]  # 2x ≥ 1x_cloned ≥ 1x …
     assert "seeds" in found.note
     html = build_report(root).read_text(encoding="utf-8")

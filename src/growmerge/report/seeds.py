@@ -73,11 +73,13 @@ def label(claim: Claim) -> str:
     return claim.text.split(": ", 1)[0]
 
 
-def combine(claims: dict[int, Claim]) -> tuple[Claim, dict]:
-    """One claim over seeds ({seed: that seed's claim}), and its row of the spread table."""
+def combine(claims: dict[int, Claim], seeds: list[int] | None = None) -> tuple[Claim, dict]:
+    """One claim over seeds ({seed: that seed's claim}; a seed of `seeds` without it shows '–'), and its
+    row of the spread table."""
+    every = sorted(seeds or claims)
     seeds = sorted(claims)
     first = claims[seeds[0]]
-    marks = " ".join(claims[s].status for s in seeds)
+    marks = " ".join(claims[s].status if s in claims else "–" for s in every)
     deltas = {s: c.delta for s, c in claims.items() if c.delta is not None}
     if first.test and len(deltas) == len(seeds):
         values = [deltas[s].value for s in seeds]
@@ -86,28 +88,28 @@ def combine(claims: dict[int, Claim]) -> tuple[Claim, dict]:
         status = judged(first, mean, lo, hi)
         text = (f"{label(first)}: mean Δ over {len(seeds)} seeds {mean:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}] "
                 f"(seeds {min(values):+.3f} … {max(values):+.3f})")
-        row = {"values": values, "mean": mean, "ci": (lo, hi)}
+        row = {"values": [deltas[s].value if s in deltas else None for s in every], "mean": mean, "ci": (lo, hi)}
     else:  # a count or a ranking, or data missing in a seed: the seeds must agree
         statuses = {c.status for c in claims.values()}
         status = statuses.pop() if len(statuses) == 1 and INCONCLUSIVE not in statuses else INCONCLUSIVE
         text = f"{first.text} (per seed: {marks})"
-        row = {"values": [deltas[s].value if s in deltas else None for s in seeds], "mean": None, "ci": None}
+        row = {"values": [deltas[s].value if s in deltas else None for s in every], "mean": None, "ci": None}
     out = Claim(status, text, near_control=first.near_control)
     return out, {"claim": label(first), "marks": marks, **row}
 
 
 def seed_findings(views: dict[int, object], primary: int) -> tuple[Findings, list[dict]]:
     """The findings table over every seed's view, and the spread rows [{number, claim, marks, values,
-    mean, ci}]. A finding line is matched across seeds by its text, a claim by its position and label;
-    what a seed lacks is judged on the seeds that have it."""
+    mean, ci}]. A finding line is matched across seeds by its text, a claim by its position (and, for a
+    comparison, its label); what a seed lacks is judged on the seeds that have it."""
     per_seed = {s: dict(finding_claims(v)) for s, v in views.items()}
     out, spread = Findings(), []
     for text, claims in finding_claims(views[primary]) if primary in views else []:
         combined = []
         for j, claim in enumerate(claims):
-            same = {s: lines[text][j] for s, lines in per_seed.items()
-                    if text in lines and j < len(lines[text]) and label(lines[text][j]) == label(claim)}
-            one, row = combine(same)
+            same = {s: lines[text][j] for s, lines in per_seed.items() if text in lines and j < len(lines[text])
+                    and (not claim.test or label(lines[text][j]) == label(claim))}
+            one, row = combine(same, sorted(views))
             combined.append(one)
             spread.append({"number": len(out) + 1, **row})
         status, evidence = verdict(combined)
@@ -136,7 +138,8 @@ def fig_seeds(spread: list[dict], seeds: list[int], out_dir: Path) -> Figure:
     ax = plot.add_subplot()
     for y, r in enumerate(rows):
         ax.plot([r["ci"][0], r["ci"][1]], [y, y], color="#888", lw=3, solid_capstyle="butt")
-        ax.scatter(r["values"], [y] * len(r["values"]), s=14, color="#1f77b4", zorder=3)
+        known = [v for v in r["values"] if v is not None]
+        ax.scatter(known, [y] * len(known), s=14, color="#1f77b4", zorder=3)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(rows)), [f"{r['number']}. {r['claim'][:60]}" for r in rows], fontsize=7)
     ax.invert_yaxis()
