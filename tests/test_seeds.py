@@ -73,6 +73,24 @@ def test_a_claim_over_seeds_is_judged_on_its_bootstrap_interval():
     assert bootstrap_interval([(0.1, 0.2), (0.3,)]) == bootstrap_interval([(0.1, 0.2), (0.3,)])  # deterministic
 
 
+def test_a_seeds_view_of_the_ledger(tmp_path):
+    with Results(tmp_path) as res:
+        res.add_model("1x_is", "adapt", setup="1x", scale="1x", languages=["is"])  # recorded before seeds were
+        res.add_model("1x_is_s1", "adapt", setup="1x", scale="1x", languages=["is"], seed=1)
+        res.add_model("smollm2", "reference")
+        res.add_merge("merge/1x/linear/fa+is", "linear", "1x", ["fa", "is"])
+        res.add_merge("merge/1x_s1/linear/fa+is", "linear", "1x", ["fa", "is"], seed=1)
+        res.add_model("1x_fa", "adapt", setup="1x", scale="1x", languages=["fa"], seed=0)
+        assert study_seeds(res) == [0, 1]
+        first, later = seed_results(res, 0), seed_results(res, 1)  # no plan: the smallest seed is the first
+        assert {m["name"] for m in first.models(kind="adapt")} == {"1x_is", "1x_fa"}
+        assert {m["name"] for m in later.models(kind="adapt")} == {"1x_is_s1"}
+        assert {m["name"] for m in later.models(kind="reference")} == {"smollm2"}  # shared by every seed
+        assert [m["name"] for m in first.merges()] == ["merge/1x/linear/fa+is"]
+        assert [m["name"] for m in later.merges()] == ["merge/1x_s1/linear/fa+is"]
+        assert len(res.models(setup="1x")) == 3  # the ledger itself is unfiltered
+
+
 def test_micro_study_with_two_seeds(tmp_path):
     from growmerge.report import build_report, findings
     from growmerge.report.seeds import several_seeds

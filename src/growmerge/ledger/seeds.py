@@ -14,14 +14,21 @@ from typing import Any, Iterable
 from growmerge.ledger.store import Results
 
 
+SHARED_KINDS = ("reference", "control")  # models no seed trains: in every seed's view
+
+
 class SeedResults:
     """The results with the models and merges of other seeds hidden: every ``query`` reads those two
-    tables through a filter; everything else is the wrapped ledger's."""
+    tables through a filter; everything else is the wrapped ledger's. A row without a seed is the first
+    seed's (recorded before seeds were: its stages keep their ids), or shared when no seed trains it."""
 
     def __init__(self, results, seed: int):
         self._results = results
         self.seed = int(seed)  # an int: it is spelled into the SQL below
-        self._tables = {t: f"(SELECT * FROM {t} WHERE seed IS NULL OR seed = {self.seed})" for t in ("models", "merges")}
+        first = self.seed == first_seed(results)
+        shared = "seed IS NULL" if first else f"(seed IS NULL AND kind IN {SHARED_KINDS})"
+        self._tables = {"models": f"(SELECT * FROM models WHERE seed = {self.seed} OR {shared})",
+                        "merges": f"(SELECT * FROM merges WHERE seed = {self.seed}{' OR seed IS NULL' if first else ''})"}
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict]:
         for table, filtered in self._tables.items():
@@ -38,7 +45,26 @@ class SeedResults:
 
 
 def seed_results(results, seed: int) -> SeedResults:
+    """`results` as seen by one seed."""
     return SeedResults(results, seed)
+
+
+def first_seed(results) -> int | None:
+    """The study's first seed (its stages carry no suffix): the seed of the seed_code stage in the run's
+    plan (``plan.json`` beside results.sqlite), else the smallest recorded seed."""
+    import json
+
+    path = getattr(results, "path", None)
+    plan = path.parent / "plan.json" if path is not None else None
+    if plan is not None and plan.is_file():
+        try:
+            for stage in json.loads(plan.read_text(encoding="utf-8")):
+                if stage.get("id") == "seed_code":
+                    return int(stage["spec"]["seed"])
+        except (OSError, ValueError, TypeError, AttributeError, KeyError):
+            pass  # an unreadable plan: the smallest seed
+    seeds = study_seeds(results)
+    return seeds[0] if seeds else None
 
 
 def study_seeds(results) -> list[int]:

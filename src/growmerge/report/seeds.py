@@ -13,7 +13,6 @@ without a difference (a count, a ranking) holds or fails when every seed says so
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +26,6 @@ LEVEL = 0.95
 SEEDS_RULE = ("Several seeds: each claim comparing two scores is judged on the 95% interval of its difference "
               "from a paired bootstrap over seeds and, within a seed, over the cells it averages "
               "(report/seeds.py); the spread across seeds is in the figure 'Spread across seeds'.")
-
-
-def primary_seed(results, seeds: list[int]) -> int:
-    """The study's first seed (its stages carry no suffix): the seed of the plan's seed_code stage."""
-    path = getattr(results, "path", None)
-    plan = path.parent / "plan.json" if path is not None else None
-    if plan is not None and plan.is_file():
-        try:
-            for stage in json.loads(plan.read_text(encoding="utf-8")):
-                if stage.get("id") == "seed_code" and stage.get("spec", {}).get("seed") in seeds:
-                    return stage["spec"]["seed"]
-        except (OSError, ValueError, TypeError, AttributeError):
-            pass  # an unreadable plan: the smallest seed
-    return seeds[0]
 
 
 def bootstrap_interval(per_seed: list[tuple[float, ...]], rounds: int = BOOTSTRAP,
@@ -157,12 +142,13 @@ class SeedsReport:
     """The findings of a several-seed study and what the report adds for them."""
 
     def __init__(self, results, seeds: list[int], min_validity: float | None = None):
-        from growmerge.ledger.seeds import seed_results
+        from growmerge.ledger.seeds import first_seed, seed_results
         from growmerge.report.validity import valid_results
         from growmerge.report.view import StudyView
 
         self.seeds = seeds
-        self.primary = primary_seed(results, seeds)
+        first = first_seed(results)
+        self.primary = first if first in seeds else seeds[0]
         self.view = StudyView(seed_results(results, self.primary))  # the figures show the first seed
         views = {s: StudyView(valid_results(seed_results(results, s), min_validity)) for s in seeds}
         self.findings, self.spread = seed_findings(views, self.primary)
