@@ -153,7 +153,8 @@ class SeedsReport:
         views = {s: StudyView(valid_results(seed_results(results, s), min_validity)) for s in seeds}
         self.findings, self.spread = seed_findings(views, self.primary)
         sets = getattr(views[self.primary].results, "sets", None)
-        self.findings.note = " ".join(x for x in (sets.note() if sets is not None else "", SEEDS_RULE) if x)
+        shown = f"The other figures show the first seed ({self.primary}) of {len(seeds)}."
+        self.findings.note = " ".join(x for x in (sets.note() if sets is not None else "", SEEDS_RULE, shown) if x)
 
     def figure(self, out_dir: Path) -> Figure:
         return fig_seeds(self.spread, self.seeds, out_dir)
