@@ -91,6 +91,19 @@ def test_a_seeds_view_of_the_ledger(tmp_path):
         assert len(res.models(setup="1x")) == 3  # the ledger itself is unfiltered
 
 
+def test_an_older_ledger_without_seeds_read_only(tmp_path):
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "results.sqlite")  # a ledger of an older run: no seed column
+    conn.execute("CREATE TABLE models (name TEXT PRIMARY KEY, kind TEXT NOT NULL)")
+    conn.commit()
+    conn.close()
+    assert study_seeds(Results(tmp_path, read_only=True)) == []
+    with Results(tmp_path) as res:  # opened for writing, it gets the column
+        assert study_seeds(res) == []
+        assert "seed" in {r[1] for r in res.conn.execute("PRAGMA table_info(models)")}
+
+
 def test_micro_study_with_two_seeds(tmp_path):
     from growmerge.report import build_report, findings
     from growmerge.report.seeds import several_seeds

@@ -69,5 +69,12 @@ def first_seed(results) -> int | None:
 
 def study_seeds(results) -> list[int]:
     """The training seeds recorded in the ledger, in increasing order ([] for an older ledger)."""
-    rows = results.query("SELECT DISTINCT seed FROM models WHERE seed IS NOT NULL ORDER BY seed")
+    import sqlite3
+
+    from growmerge.errors import GrowmergeError
+
+    try:
+        rows = results.query("SELECT DISTINCT seed FROM models WHERE seed IS NOT NULL ORDER BY seed")
+    except (GrowmergeError, sqlite3.Error):  # a ledger of an older run opened read-only: no seed column
+        return []
     return [int(r["seed"]) for r in rows]
