@@ -62,7 +62,8 @@ def test_a_claim_over_seeds_is_judged_on_its_bootstrap_interval():
     def side(values):
         return mean_cell(Cell(v, 0.01, 100) for v in values)
 
-    clear = {s: greater("a vs b", side([0.7 + d, 0.72, 0.69]), side([0.5, 0.52 + d, 0.49])) for s, d in ((0, 0.0), (1, 0.01))}
+    clear = {s: greater("a vs b", side([0.7 + d, 0.72, 0.69]), side([0.5, 0.52 + d, 0.49]))
+             for s, d in ((0, 0.0), (1, 0.01))}
     one, row = combine(clear)
     assert one.status == HOLDS and row["ci"][0] > 0 and len(row["values"]) == 2
     assert "95% CI" in one.text and "2 seeds" in one.text
@@ -111,7 +112,8 @@ def test_micro_study_with_two_seeds(tmp_path):
     cfg = StudyConfig.model_validate(seeds_config(tmp_path / "run"))
     runner.run_study(cfg, echo=lambda m: None)
     root = cfg.root
-    assert (root / "merges" / "1x" / "linear" / "fa+is").is_dir() and (root / "merges" / "1x_s1" / "linear" / "fa+is").is_dir()
+    for scale in ("1x", "1x_s1", "1x_cloned", "1x_cloned_s1"):
+        assert (root / "merges" / scale / "linear" / "fa+is").is_dir()
     with Results(root) as res:
         assert study_seeds(res) == [0, 1]
         seeds = {m["name"]: m["seed"] for m in res.models()}

@@ -27,8 +27,9 @@ class SeedResults:
         self.seed = int(seed)  # an int: it is spelled into the SQL below
         first = self.seed == first_seed(results)
         shared = "seed IS NULL" if first else f"(seed IS NULL AND kind IN {SHARED_KINDS})"
+        merges = f"seed = {self.seed}" + (" OR seed IS NULL" if first else "")
         self._tables = {"models": f"(SELECT * FROM models WHERE seed = {self.seed} OR {shared})",
-                        "merges": f"(SELECT * FROM merges WHERE seed = {self.seed}{' OR seed IS NULL' if first else ''})"}
+                        "merges": f"(SELECT * FROM merges WHERE {merges})"}
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict]:
         for table, filtered in self._tables.items():

@@ -62,8 +62,10 @@ SCORE_KEYS = ("model", "step", "lang", "task", "dataset", "metric", "value", "n"
 # tells the seeds of a several-seed study apart (ledger/seeds.py).
 ADDED_COLUMNS = (("scores", "fingerprint"), ("merges", "fingerprint"), ("scores", "boundary"), ("scores", "detail"),
                  ("models", "seed", "INTEGER"), ("merges", "seed", "INTEGER"))
-MODEL_COLUMNS = ("name", "kind", "setup", "scale", "languages", "path", "parent", "tokens", "flops_cumulative", "params",
-                 "seed")
+MODEL_COLUMNS = ("name", "kind", "setup", "scale", "languages", "path", "parent", "tokens", "flops_cumulative",
+                 "params", "seed")
+INSERT_MODEL = (f"INSERT OR REPLACE INTO models ({', '.join(MODEL_COLUMNS)}) "
+                f"VALUES ({','.join('?' * len(MODEL_COLUMNS))})")
 SCORE_EXTRAS = ("fingerprint", "boundary", "detail")  # optional keys of a score row
 
 # The sandbox of a user's SQL: what the authorizer lets through, and the limits.
@@ -210,7 +212,7 @@ class Results:
         _choice(setup, GROUPS, "setup")
         _choice(scale, SCALES, "scale")
         self._write(
-            f"INSERT OR REPLACE INTO models ({', '.join(MODEL_COLUMNS)}) VALUES ({','.join('?' * len(MODEL_COLUMNS))})",
+            INSERT_MODEL,
             [(name, kind, setup, scale, _languages(languages), None if path is None else str(path), parent,
               tokens, flops_cumulative, params, seed)],
         )
@@ -258,7 +260,7 @@ class Results:
             self.conn.execute("INSERT OR REPLACE INTO merges (name, method, scale, languages, path, fingerprint, seed) "
                               "VALUES (?,?,?,?,?,?,?)", (name, method, scale, langs, p, fingerprint, seed))
             self.conn.execute(
-                f"INSERT OR REPLACE INTO models ({', '.join(MODEL_COLUMNS)}) VALUES ({','.join('?' * len(MODEL_COLUMNS))})",
+                INSERT_MODEL,
                 (name, "merge", None, scale, langs, p, None, None, None, params, seed),
             )
 

@@ -32,7 +32,8 @@ def build_report(run_dir: str | Path, results: Results | None = None) -> Path:
     try:
         seeds = several_seeds(results)  # several training seeds: findings with intervals over them
         view = StudyView(results) if seeds is None else seeds.view  # the figures show every set
-        found = findings(StudyView(valid_results(results))) if seeds is None else seeds.findings  # only LA sets valid enough
+        # the findings only LA sets valid enough
+        found = findings(StudyView(valid_results(results))) if seeds is None else seeds.findings
         models = {m["name"]: m for m in results.models()}  # every seed's
         title = f"growmerge study report: {run_dir.resolve().name}"
         with atomic_dir(run_dir / "report", force=True) as tmp:

@@ -232,7 +232,7 @@ class StudyConfig(Strict):
                 raise ValueError(f"seeds {self.seeds}: a seed is listed twice")
             if "seed" in self.model_fields_set and self.seed != self.seeds[0]:
                 raise ValueError(f"seed {self.seed} and seeds {self.seeds}: give one (the first of seeds is the seed)")
-            self.seed = self.seeds[0]  # before the phases' specs take it (the field validators ran first)
+            self.seed = self.seeds[0]  # declared before _train_specs_valid: the phases' specs take this seed
         return self
 
     def run_seeds(self) -> list[int]:
