@@ -23,7 +23,7 @@ import os
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -58,7 +58,14 @@ SCORE_KEYS = ("model", "step", "lang", "task", "dataset", "metric", "value", "n"
 # old rows read NULL: a score of unrecorded boundary convention, no per-pair decisions).
 # scores.boundary: the document-boundary convention the score was made under (evaluate.scorer);
 # scores.detail: the per-pair decisions of a minimal-pair set ("1" = good preferred), metric "decisions".
-ADDED_COLUMNS = (("scores", "fingerprint"), ("merges", "fingerprint"), ("scores", "boundary"), ("scores", "detail"))
+# models.seed, merges.seed: the training seed of a model's lineage (NULL: none, e.g. a reference), which
+# tells the seeds of a several-seed study apart (ledger/seeds.py).
+ADDED_COLUMNS = (("scores", "fingerprint"), ("merges", "fingerprint"), ("scores", "boundary"), ("scores", "detail"),
+                 ("models", "seed", "INTEGER"), ("merges", "seed", "INTEGER"))
+MODEL_COLUMNS = ("name", "kind", "setup", "scale", "languages", "path", "parent", "tokens", "flops_cumulative",
+                 "params", "seed")
+INSERT_MODEL = (f"INSERT OR REPLACE INTO models ({', '.join(MODEL_COLUMNS)}) "
+                f"VALUES ({','.join('?' * len(MODEL_COLUMNS))})")
 SCORE_EXTRAS = ("fingerprint", "boundary", "detail")  # optional keys of a score row
 
 # The sandbox of a user's SQL: what the authorizer lets through, and the limits.
@@ -131,9 +138,9 @@ class Results:
             self.conn.set_authorizer(self._authorize)
 
     def _add_columns(self) -> None:
-        for table, column in ADDED_COLUMNS:
+        for table, column, *kind in ADDED_COLUMNS:
             if column not in {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}:
-                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind[0] if kind else 'TEXT'}")
 
     def _authorize(self, action: int, arg1, arg2, db, trigger) -> int:
         """Reading only: SELECT, reads of columns, functions, recursive CTEs, introspection PRAGMAs."""
@@ -200,14 +207,14 @@ class Results:
     def add_model(self, name: str, kind: str, setup: str | None = None, scale: str | None = None,
                   languages: Iterable[str] | str | None = None, path: str | Path | None = None,
                   parent: str | None = None, tokens: int | None = None,
-                  flops_cumulative: float | None = None, params: int | None = None) -> None:
+                  flops_cumulative: float | None = None, params: int | None = None, seed: int | None = None) -> None:
         _choice(kind, MODEL_KINDS, "model kind", optional=False)
         _choice(setup, GROUPS, "setup")
         _choice(scale, SCALES, "scale")
         self._write(
-            "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
+            INSERT_MODEL,
             [(name, kind, setup, scale, _languages(languages), None if path is None else str(path), parent,
-              tokens, flops_cumulative, params)],
+              tokens, flops_cumulative, params, seed)],
         )
 
     def add_checkpoint(self, model: str, step: int, tokens: int | None = None,
@@ -243,17 +250,18 @@ class Results:
                                 "fingerprint": fingerprint} for r in rows)
 
     def add_merge(self, name: str, method: str, scale: str, languages: Iterable[str],
-                  path: str | Path | None = None, params: int | None = None, fingerprint: str | None = None) -> None:
+                  path: str | Path | None = None, params: int | None = None, fingerprint: str | None = None,
+                  seed: int | None = None) -> None:
         """A merge is a row of `merges` and also a model (kind merge) so it can carry scores."""
         _choice(scale, SCALES, "scale", optional=False)
         langs = _languages(languages)
         p = None if path is None else str(path)
         with self.conn:
-            self.conn.execute("INSERT OR REPLACE INTO merges (name, method, scale, languages, path, fingerprint) "
-                              "VALUES (?,?,?,?,?,?)", (name, method, scale, langs, p, fingerprint))
+            self.conn.execute("INSERT OR REPLACE INTO merges (name, method, scale, languages, path, fingerprint, seed) "
+                              "VALUES (?,?,?,?,?,?,?)", (name, method, scale, langs, p, fingerprint, seed))
             self.conn.execute(
-                "INSERT OR REPLACE INTO models VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (name, "merge", None, scale, langs, p, None, None, None, params),
+                INSERT_MODEL,
+                (name, "merge", None, scale, langs, p, None, None, None, params, seed),
             )
 
     def add_train_log(self, model: str, rows: Iterable[dict]) -> int:
@@ -342,9 +350,23 @@ class Cell:
     # The same score of a control on the same sets (the unigram model: evaluate/controls.py), when
     # known: the findings mark a claim whose scores are within noise of it.
     control: "Cell | None" = None
+    # The values a mean was taken over (mean_cell), and of a difference the paired differences: what a
+    # bootstrap over seeds and cells resamples (report/seeds.py). Not part of a cell's equality.
+    parts: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
     def __sub__(self, other: "Cell") -> "Cell":
-        return Cell(self.value - other.value, math.hypot(self.se, other.se), min(self.n, other.n))
+        return Cell(self.value - other.value, math.hypot(self.se, other.se), min(self.n, other.n),
+                    parts=_part_differences(self, other))
+
+
+def _part_differences(a: Cell, b: Cell) -> tuple[float, ...]:
+    """Paired differences of two means over as many cells (the findings pair their sides cell by
+    cell); a mean minus a constant; () when the sides cannot be paired."""
+    if a.parts and b.parts:
+        return tuple(x - y for x, y in zip(a.parts, b.parts)) if len(a.parts) == len(b.parts) else ()
+    if a.parts:
+        return tuple(x - b.value for x in a.parts)
+    return tuple(a.value - y for y in b.parts)
 
 
 def mean_cell(cells: Iterable[Cell]) -> Cell | None:
@@ -356,7 +378,8 @@ def mean_cell(cells: Iterable[Cell]) -> Cell | None:
     k = len(cells)
     controls = [c.control for c in cells]
     return Cell(sum(c.value for c in cells) / k, math.sqrt(sum(c.se**2 for c in cells)) / k,
-                sum(c.n for c in cells), mean_cell(controls) if all(u is not None for u in controls) else None)
+                sum(c.n for c in cells), mean_cell(controls) if all(u is not None for u in controls) else None,
+                parts=tuple(c.value for c in cells))
 
 
 def dataset_se(task: str, value: float, n: int | None, std: float | None) -> float:
@@ -411,7 +434,7 @@ def count_params(model_dir: str | Path) -> int | None:
 
 def record_model_dir(results: Results, name: str, model_dir: str | Path, *, kind: str | None = None,
                      setup: str | None = None, scale: str | None = None, languages: Iterable[str] | None = None,
-                     parent: str | None = None) -> dict:
+                     parent: str | None = None, seed: int | None = None) -> dict:
     """Record a finished model directory: its row in `models` (from its growmerge.json unless given),
     every exported ``checkpoints/step-N`` with its cumulative FLOPs, the final model as a checkpoint at
     its last step, and ``train_log.jsonl`` as the training curve. Returns the sidecar."""
@@ -425,7 +448,7 @@ def record_model_dir(results: Results, name: str, model_dir: str | Path, *, kind
     results.add_model(name, kind, setup=setup if setup is not None else meta.get("setup"),
                       scale=scale, languages=languages if languages is not None else meta.get("languages", []),
                       path=model_dir, parent=parent or (str(parents[0]) if parents else None),
-                      tokens=meta.get("tokens"), flops_cumulative=flops, params=count_params(model_dir))
+                      tokens=meta.get("tokens"), flops_cumulative=flops, params=count_params(model_dir), seed=seed)
     for d in sorted((model_dir / "checkpoints").glob("step-*")):
         m = STEP_DIR.fullmatch(d.name)
         if m and (d / "growmerge.json").is_file():

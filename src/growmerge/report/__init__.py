@@ -22,6 +22,7 @@ def build_report(run_dir: str | Path, results: Results | None = None) -> Path:
     from growmerge.artifacts import atomic_dir
     from growmerge.report.figures import all_figures
     from growmerge.report.html import render_html, render_markdown
+    from growmerge.report.seeds import several_seeds
     from growmerge.report.validity import valid_results
     from growmerge.report.view import StudyView
 
@@ -29,13 +30,16 @@ def build_report(run_dir: str | Path, results: Results | None = None) -> Path:
     own = results is None
     results = Results(run_dir, must_exist=True) if own else results
     try:
-        view = StudyView(results)  # the figures show every set
-        found = findings(StudyView(valid_results(results)))  # the findings only LA sets valid enough
+        seeds = several_seeds(results)  # several training seeds: findings with intervals over them
+        view = StudyView(results) if seeds is None else seeds.view  # the figures show every set
+        # the findings only LA sets valid enough
+        found = findings(StudyView(valid_results(results))) if seeds is None else seeds.findings
+        models = {m["name"]: m for m in results.models()}  # every seed's
         title = f"growmerge study report: {run_dir.resolve().name}"
         with atomic_dir(run_dir / "report", force=True) as tmp:
-            figures = all_figures(view, run_dir, tmp)
-            n_merges = sum(m["kind"] == "merge" for m in view.models.values())
-            (tmp / "index.html").write_text(render_html(title, found, figures, view.models, n_merges, tmp),
+            figures = all_figures(view, run_dir, tmp) + ([seeds.figure(tmp)] if seeds is not None else [])
+            n_merges = sum(m["kind"] == "merge" for m in models.values())
+            (tmp / "index.html").write_text(render_html(title, found, figures, models, n_merges, tmp),
                                             encoding="utf-8")
             (tmp / "summary.md").write_text(render_markdown(title, found, figures), encoding="utf-8")
     finally:

@@ -45,6 +45,11 @@ class Claim:
     status: str  # HOLDS, FAILS, INCONCLUSIVE
     text: str
     near_control: bool = False  # a score it compares is within noise of the unigram control's
+    # What the claim compared, for intervals over seeds (report/seeds.py): the difference a − b with its
+    # paired per-cell differences, and the comparison ("greater", "not_worse", "close" within tol).
+    delta: Cell | None = None
+    test: str = ""
+    tol: float = 0.0
 
 
 def margin(d: Cell) -> float:
@@ -85,7 +90,7 @@ def greater(what: str, a: Cell | None, b: Cell | None) -> Claim:
         return Claim(INCONCLUSIVE, f"{what}: no data")
     d = a - b
     status = HOLDS if d.value > margin(d) else FAILS if -d.value > margin(d) else INCONCLUSIVE
-    return controlled(Claim(status, f"{what}: {_fmt(a, b)}"), a, b)
+    return controlled(Claim(status, f"{what}: {_fmt(a, b)}", delta=d, test="greater"), a, b)
 
 
 def not_worse(what: str, a: Cell | None, b: Cell | None) -> Claim:
@@ -95,7 +100,7 @@ def not_worse(what: str, a: Cell | None, b: Cell | None) -> Claim:
         return Claim(INCONCLUSIVE, f"{what}: no data")
     d = a - b
     status = HOLDS if d.value > -1e-9 else FAILS if -d.value > margin(d) else INCONCLUSIVE  # a tie is ≥
-    return controlled(Claim(status, f"{what}: {_fmt(a, b)}"), a, b)
+    return controlled(Claim(status, f"{what}: {_fmt(a, b)}", delta=d, test="not_worse"), a, b)
 
 
 def close(what: str, a: Cell | None, b: Cell | None, tol: float = CLOSE) -> Claim:
@@ -105,7 +110,7 @@ def close(what: str, a: Cell | None, b: Cell | None, tol: float = CLOSE) -> Clai
     d = a - b
     gap = abs(d.value)
     status = HOLDS if gap <= tol else FAILS if gap - tol > margin(d) else INCONCLUSIVE
-    return controlled(Claim(status, f"{what} (within {tol:g}): {_fmt(a, b)}"), a, b)
+    return controlled(Claim(status, f"{what} (within {tol:g}): {_fmt(a, b)}", delta=d, test="close", tol=tol), a, b)
 
 
 def paired(pairs: Iterable[tuple[Cell | None, Cell | None]]) -> tuple[Cell | None, Cell | None]:
@@ -397,22 +402,33 @@ class Findings(list):
 def findings(results: Results | StudyView, min_validity: float | None = None) -> Findings:
     """[{number, text, status, evidence}] for the paper's nine findings, computed from the results.
     LA sets whose judged validity is below `min_validity` (default: the LA task's option in the
-    run's plan, else 0.8) are left out; a StudyView is used as given."""
+    run's plan, else 0.8) are left out; a StudyView is used as given. A ledger of several training
+    seeds gets the findings over seeds (report/seeds.py)."""
+    if not isinstance(results, StudyView):
+        from growmerge.report.seeds import several_seeds
+
+        seeds = several_seeds(results, min_validity)  # a several-seed study: intervals over seeds and cells
+        if seeds is not None:
+            return seeds.findings
     view = results if isinstance(results, StudyView) else StudyView(valid_results(results, min_validity))
     out = Findings()
-    for number, (text, check) in enumerate(FINDINGS, start=1):
-        claims = check(view)
+    for text, claims in finding_claims(view):
         status, evidence = verdict(claims)
-        out.append({"number": number, "text": text, "status": status, "evidence": evidence,
+        out.append({"number": len(out) + 1, "text": text, "status": status, "evidence": evidence,
                     "control": control_note(claims)})
+    sets = getattr(view.results, "sets", None)
+    out.note = sets.note() if sets is not None else ""
+    return out
+
+
+def finding_claims(view: StudyView) -> list[tuple[str, list[Claim]]]:
+    """(text, claims) of every finding line of this view: the paper's nine, then the lines of the
+    study options that were on."""
+    out = [(text, check(view)) for text, check in FINDINGS]
     for text, check in beyond_paper():
         claims = check(view)
         if claims is not None:  # None: the study option was off, and the line is left out
-            status, evidence = verdict(claims)
-            out.append({"number": len(out) + 1, "text": text, "status": status, "evidence": evidence,
-                        "control": control_note(claims)})
-    sets = getattr(view.results, "sets", None)
-    out.note = sets.note() if sets is not None else ""
+            out.append((text, claims))
     return out
 
 

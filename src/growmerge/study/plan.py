@@ -9,7 +9,10 @@
                                                    merge_<scale> ◄─────────┤
                                                    eval_<model>, eval_matched, vectors_<scale>, report
 
-Stages are listed in an order that respects their dependencies, so a runner may walk the list.
+With ``seeds: [a, b, …]`` every training stage and everything downstream of it (clones, merges, their
+evaluation, matched checkpoints, vectors, similarity) is repeated per seed, the ids of seeds after the
+first carrying ``_s<seed>`` (``1x_is_s1``, ``merge_1x_s1``); data, pairs, references and the control are
+shared. Stages are listed in an order that respects their dependencies, so a runner may walk the list.
 Each stage's fingerprint hashes its own fields and its parents' fingerprints.
 """
 
@@ -30,44 +33,39 @@ def build_plan(cfg: StudyConfig) -> list[Stage]:
     stages: list[Stage] = [DataStage(id="data", data=cfg.data, epochs=epochs),
                            PairsStage(id="pairs", deps=["data"], languages=langs + [ENGLISH], tasks=tasks, seed=cfg.seed)]
 
-    def train(name, init, mixture, phase, role, group, scale, languages):
+    def train(name, init, mixture, phase, role, group, scale, languages, seed):
         deps = ["data"] + ([init] if any(s.id == init for s in stages) else [])
+        spec = cfg.train_spec(phase)
         stages.append(TrainStage(id=name, deps=deps, init=init, mixture=mixture, phase=phase, role=role, group=group,
-                                 scale=scale, languages=languages, spec=cfg.train_spec(phase),
+                                 scale=scale, languages=languages,
+                                 spec=spec if spec.seed == seed else spec.model_copy(update={"seed": seed}),
                                  epochs={k: v for k, v in epochs.get(phase, {}).items() if k in languages}))
 
-    def clone(name, src, scale):
+    def clone(name, src, scale, seed):
         stages.append(CloneStage(id=name, deps=[src], src=src, factor=cfg.model.factor, snr_db=cfg.model.snr_db,
-                                 seed=cfg.seed, scale=scale))
+                                 seed=seed, scale=scale))
 
-    train("seed_code", cfg.model.init, "seed_code", "seed_code", "seed", "seed", None, [CODE])
-    train("seed", "seed_code", "seed_mixed", "seed_mixed", "seed", "seed", None, [CODE, ENGLISH])
-    train("base_1x", "seed", "base_en", "base", "base", "base_1x", "1x", [ENGLISH])
-    if "2x" in cfg.scales:
-        clone("seed_2x", "seed", None)
-        train("base_2x", "seed_2x", "base_en", "base", "base", "base_2x", "2x", [ENGLISH])
-    if "1x_cloned" in cfg.scales:
-        clone("base_1x_cloned", "base_1x", "1x_cloned")
-    stages += optional_bases(cfg)
-
-    adapted: dict[str, dict[str, str]] = {s: {} for s in cfg.scales}
-    for scale in cfg.scales:
-        for lang in langs:
-            adapted[scale][lang] = f"{scale}_{lang}"
-            train(f"{scale}_{lang}", base_of(scale), f"adapt_{lang}", "adapt", "adapt", scale, scale, [lang])
-        if cfg.multilingual:
-            train(f"{scale}_multi", base_of(scale), "multi", "multi", "adapt", f"{scale}_multi", scale, langs)
+    seeds = cfg.run_seeds()
+    adapted: dict[int, dict[str, dict[str, str]]] = {}
+    for seed in seeds:
+        adapted[seed] = seed_lineage(cfg, seed, stages, train, clone)
 
     merged: list[MergeStage] = []
     if cfg.merge.methods and len(langs) >= 2:
-        for scale in cfg.merge.scales:
-            if scale in cfg.scales:
-                merged.append(MergeStage(id=f"merge_{scale}", deps=[base_of(scale), *adapted[scale].values()],
-                                         scale=scale, base=base_of(scale), models=adapted[scale],
-                                         methods=cfg.merge.methods, sizes=cfg.merge.sizes, dtype=cfg.merge.dtype,
-                                         parameters=cfg.merge.parameters, compat=cfg.merge.compat, seed=cfg.seed))
+        for seed in seeds:
+            sfx = seed_suffix(cfg, seed)
+            for scale in cfg.merge.scales:
+                if scale in cfg.scales:
+                    merged.append(MergeStage(id=f"merge_{scale}{sfx}", deps=[base_of(scale) + sfx,
+                                                                             *adapted[seed][scale].values()],
+                                             scale=scale, base=base_of(scale) + sfx, models=adapted[seed][scale],
+                                             methods=cfg.merge.methods, sizes=cfg.merge.sizes, dtype=cfg.merge.dtype,
+                                             parameters=cfg.merge.parameters, compat=cfg.merge.compat, seed=seed,
+                                             suffix=sfx))
     stages += merged
 
+    # Scoring is the same for every seed (the first seed's reference and sets): seeds differ in
+    # their models only, so their scores pair cell by cell.
     reference = "base_2x" if "2x" in cfg.scales else "base_1x"
     for ots in cfg.eval.off_the_shelf:
         stages.append(ReferenceStage(id=ots.name, source=ots.source))
@@ -83,35 +81,82 @@ def build_plan(cfg: StudyConfig) -> list[Stage]:
     for m in merged:
         stages.append(EvalMergesStage(id=f"eval_{m.id}", deps=[m.id, *eval_deps], scale=m.scale,
                                       english=cfg.eval.merges_on_english, max_pairs=cfg.eval.merge_max_pairs,
-                                      **scoring))
+                                      model_seed=model_seed(cfg, m.seed), **scoring))
 
     # The unigram control of every language's minimal-pair sets (evaluate/controls.py).
     stages.append(ControlStage(id="control_unigram", deps=list(eval_deps), languages=[*langs, ENGLISH], **scoring))
-    adapt_runs = [s.id for s in stages if isinstance(s, TrainStage) and s.role == "adapt" and s.group in cfg.scales]
-    if cfg.eval.checkpoints == "matched" and len(cfg.scales) > 1:
-        stages.append(MatchedStage(id="eval_matched", deps=[*adapt_runs, *eval_deps], scales=cfg.scales, **scoring))
-    for scale in cfg.merge.scales:
-        if scale in cfg.scales and len(langs) >= 2:
-            stages.append(VectorsStage(id=f"vectors_{scale}", deps=[base_of(scale), *adapted[scale].values()],
-                                       scale=scale, base=base_of(scale), models=adapted[scale]))
-            if cfg.analysis.predictors:
-                stages.append(SimilarityStage(id=f"similarity_{scale}", deps=[*adapted[scale].values(), "pairs"],
-                                              scale=scale, models=adapted[scale],
-                                              max_sentences=cfg.analysis.max_sentences))
+    for seed in seeds:
+        sfx = seed_suffix(cfg, seed)
+        adapt_runs = [s.id for s in stages if isinstance(s, TrainStage) and s.role == "adapt" and s.group in cfg.scales
+                      and s.spec.seed == seed]
+        if cfg.eval.checkpoints == "matched" and len(cfg.scales) > 1:
+            stages.append(MatchedStage(id=f"eval_matched{sfx}", deps=[*adapt_runs, *eval_deps], scales=cfg.scales,
+                                       model_seed=model_seed(cfg, seed), **scoring))
+    for seed in seeds:
+        sfx = seed_suffix(cfg, seed)
+        for scale in cfg.merge.scales:
+            if scale in cfg.scales and len(langs) >= 2:
+                models = adapted[seed][scale]
+                stages.append(VectorsStage(id=f"vectors_{scale}{sfx}", deps=[base_of(scale) + sfx, *models.values()],
+                                           scale=scale, base=base_of(scale) + sfx, models=models, suffix=sfx))
+                if cfg.analysis.predictors:
+                    stages.append(SimilarityStage(id=f"similarity_{scale}{sfx}", deps=[*models.values(), "pairs"],
+                                                  scale=scale, models=models, suffix=sfx,
+                                                  max_sentences=cfg.analysis.max_sentences))
     stages.append(ReportStage(id="report", deps=[s.id for s in stages]))
     return fingerprint_plan(stages)
 
 
-def optional_bases(cfg: StudyConfig) -> list[Stage]:
+def seed_suffix(cfg: StudyConfig, seed: int) -> str:
+    """What a seed's stage ids (and so its model names, merge directories and merge names) carry:
+    nothing for the first seed, so a one-seed study keeps every id and fingerprint."""
+    return "" if seed == cfg.run_seeds()[0] else f"_s{seed}"
+
+
+def model_seed(cfg: StudyConfig, seed: int) -> int | None:
+    """The seed a stage reading the ledger keeps to (its models only); None in a one-seed study."""
+    return seed if len(cfg.run_seeds()) > 1 else None
+
+
+def seed_lineage(cfg: StudyConfig, seed: int, stages: list[Stage], train, clone) -> dict[str, dict[str, str]]:
+    """Append one seed's training stages (seed models, bases, adaptations); returns {scale: {lang: id}}."""
+    sfx = seed_suffix(cfg, seed)
+    langs = list(cfg.data.languages)
+    init = cfg.model.init
+    train("seed_code" + sfx, init, "seed_code", "seed_code", "seed", "seed", None, [CODE], seed)
+    train("seed" + sfx, "seed_code" + sfx, "seed_mixed", "seed_mixed", "seed", "seed", None, [CODE, ENGLISH], seed)
+    train("base_1x" + sfx, "seed" + sfx, "base_en", "base", "base", "base_1x", "1x", [ENGLISH], seed)
+    if "2x" in cfg.scales:
+        clone("seed_2x" + sfx, "seed" + sfx, None, seed)
+        train("base_2x" + sfx, "seed_2x" + sfx, "base_en", "base", "base", "base_2x", "2x", [ENGLISH], seed)
+    if "1x_cloned" in cfg.scales:
+        clone("base_1x_cloned" + sfx, "base_1x" + sfx, "1x_cloned", seed)
+    stages += optional_bases(cfg, seed)
+
+    adapted: dict[str, dict[str, str]] = {s: {} for s in cfg.scales}
+    for scale in cfg.scales:
+        for lang in langs:
+            adapted[scale][lang] = f"{scale}_{lang}{sfx}"
+            train(f"{scale}_{lang}{sfx}", base_of(scale) + sfx, f"adapt_{lang}", "adapt", "adapt", scale, scale, [lang],
+                  seed)
+        if cfg.multilingual:
+            train(f"{scale}_multi{sfx}", base_of(scale) + sfx, "multi", "multi", "adapt", f"{scale}_multi", scale,
+                  langs, seed)
+    return adapted
+
+
+def optional_bases(cfg: StudyConfig, seed: int | None = None) -> list[Stage]:
     """The bases of the opt-in arms: base_1x deepened (no further English), and the random
     initialisation every from-scratch language model starts from (same adapt/multi budgets as the
     other arms; the shared init is what makes their task vectors mergeable at all)."""
+    seed = cfg.seed if seed is None else seed
+    sfx = seed_suffix(cfg, seed)
     out: list[Stage] = []
     if DEPTH_SCALE in cfg.scales:
-        out.append(DeepenStage(id=base_of(DEPTH_SCALE), deps=["base_1x"], src="base_1x", depth=cfg.model.depth,
-                               scale=DEPTH_SCALE))
+        out.append(DeepenStage(id=base_of(DEPTH_SCALE) + sfx, deps=["base_1x" + sfx], src="base_1x" + sfx,
+                               depth=cfg.model.depth, scale=DEPTH_SCALE))
     if SCRATCH_SCALE in cfg.scales:
-        out.append(InitStage(id=base_of(SCRATCH_SCALE), deps=["data"], init=cfg.model.init, seed=cfg.seed,
+        out.append(InitStage(id=base_of(SCRATCH_SCALE) + sfx, deps=["data"], init=cfg.model.init, seed=seed,
                              scale=SCRATCH_SCALE))
     return out
 

@@ -181,6 +181,9 @@ class StudyConfig(Strict):
     plugins: list[str] = Field(default_factory=list)
     name: str = "demo"
     seed: int = 0
+    # Repeat every training stage and everything downstream once per seed (beyond the paper); the
+    # first seed's stages keep the ids of a one-seed study, the others' carry a suffix (seed_suffix).
+    seeds: list[int] | None = Field(None, min_length=1)
     run_dir: Path | None = None  # default runs/<name>
     model: ModelSpec = ModelSpec()
     data: DataSpec
@@ -221,6 +224,20 @@ class StudyConfig(Strict):
         return _name(v, "study name")  # runs/<name>
 
     _specs: dict = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_seed_list(self):
+        if self.seeds is not None:
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds {self.seeds}: a seed is listed twice")
+            if "seed" in self.model_fields_set and self.seed != self.seeds[0]:
+                raise ValueError(f"seed {self.seed} and seeds {self.seeds}: give one (the first of seeds is the seed)")
+            self.seed = self.seeds[0]  # declared before _train_specs_valid: the phases' specs take this seed
+        return self
+
+    def run_seeds(self) -> list[int]:
+        """Every seed the study trains with; the first is ``seed``."""
+        return list(self.seeds or [self.seed])
 
     @model_validator(mode="before")
     @classmethod

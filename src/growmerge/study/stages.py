@@ -200,7 +200,7 @@ class TrainStage(Stage):
             train(init, mixture, self.spec, out, tokenizer_dir=ctx.root / "tokenizer", meta=meta, resume=True,
                   force=True, progress=ctx.interactive)
         record_model_dir(ctx.results, self.id, out, kind=self.role, setup=self.group, scale=self.scale,
-                         parent=self.init)
+                         parent=self.init, seed=self.spec.seed)
 
     def _run_torchrun(self, ctx: Context, init: str, mixture, meta: dict, out: Path, nnodes: int, node_rank: int,
                       endpoint: str | None) -> None:
@@ -262,7 +262,7 @@ class CloneStage(Stage):
 
         out = clone_dir(ctx.model_dir(self.src), ctx.model_dir(self.id), self.factor, snr_db=self.snr_db,
                         seed=self.seed, force=True)
-        record_model_dir(ctx.results, self.id, out, kind="clone", scale=self.scale, parent=self.src)
+        record_model_dir(ctx.results, self.id, out, kind="clone", scale=self.scale, parent=self.src, seed=self.seed)
 
 
 class DeepenStage(Stage):
@@ -283,7 +283,9 @@ class DeepenStage(Stage):
         from growmerge.ledger import record_model_dir
 
         out = deepen_dir(ctx.model_dir(self.src), ctx.model_dir(self.id), self.depth, force=True)
-        record_model_dir(ctx.results, self.id, out, kind="clone", scale=self.scale, parent=self.src)
+        src = ctx.results.models(name=self.src)
+        record_model_dir(ctx.results, self.id, out, kind="clone", scale=self.scale, parent=self.src,
+                         seed=src[0].get("seed") if src else None)  # the seed of the model it deepens
 
 
 class InitStage(Stage):
@@ -323,7 +325,7 @@ class InitStage(Stage):
                 "study": ctx.study, "stage": self.id}
         out = save_model(model, ctx.model_dir(self.id), tokenizer_from=tokenizer_dir, meta=meta, force=True,
                          kind="seed")
-        record_model_dir(ctx.results, self.id, out, kind="seed", scale=self.scale)
+        record_model_dir(ctx.results, self.id, out, kind="seed", scale=self.scale, seed=self.seed)
 
 
 class MergeStage(Stage):
@@ -339,18 +341,20 @@ class MergeStage(Stage):
     parameters: dict
     compat: bool = False
     seed: int = 0
+    # A later seed's (study.plan.seed_suffix): merges/<scale><suffix>, merge/<scale><suffix>/… names.
+    suffix: str = Field("", exclude_if=lambda v: not v)
 
     def run(self, ctx: Context) -> None:
         from growmerge.merge.grid import merge_grid, parse_variant
 
         models = {lang: ctx.model_dir(m) for lang, m in self.models.items()}
         outputs = merge_grid(models, ctx.model_dir(self.base), self.methods, self.sizes,
-                             ctx.root / "merges" / self.scale, {**self.parameters, "dtype": self.dtype},
+                             ctx.root / "merges" / (self.scale + self.suffix), {**self.parameters, "dtype": self.dtype},
                              compat=self.compat, device=ctx.device)
         for out in outputs:
             label, langs = out.parent.name, out.name.split("+")  # label: the method, or a sweep's method@k=v
-            ctx.results.add_merge(merge_name(self.scale, label, langs), parse_variant(label)[0], self.scale, langs,
-                                  out, fingerprint=read_meta(out).get("fingerprint"))
+            ctx.results.add_merge(merge_name(self.scale + self.suffix, label, langs), parse_variant(label)[0],
+                                  self.scale, langs, out, fingerprint=read_meta(out).get("fingerprint"), seed=self.seed)
 
 
 def merge_name(scale: str, method: str, langs: list[str]) -> str:
@@ -470,10 +474,11 @@ class EvalMergesStage(Scoring):
     scale: str
     english: bool = False  # also score every merge on English (forgetting of merges)
     max_pairs: Optional[int] = None
+    model_seed: Optional[int] = Field(None, exclude_if=lambda v: v is None)  # several seeds: this seed's merges
 
     def run(self, ctx: Context) -> None:
         for m in ctx.results.merges():
-            if m["scale"] != self.scale:
+            if m["scale"] != self.scale or (self.model_seed is not None and m.get("seed") != self.model_seed):
                 continue
             langs = json.loads(m["languages"]) if isinstance(m["languages"], str) else m["languages"]
             self.evaluate(ctx, m["name"], Path(m["path"]), [*langs, *([ENGLISH] if self.english else [])],
@@ -485,11 +490,14 @@ class MatchedStage(Scoring):
 
     kind: Literal["matched"] = "matched"
     scales: list[str]
+    model_seed: Optional[int] = Field(None, exclude_if=lambda v: v is None)  # several seeds: this seed's runs
 
     def run(self, ctx: Context) -> None:
         from growmerge.ledger.matching import compute_matched_pairs
+        from growmerge.ledger.seeds import seed_results
 
-        pairs, excluded = compute_matched_pairs(ctx.results, self.scales)
+        results = ctx.results if self.model_seed is None else seed_results(ctx.results, self.model_seed)
+        pairs, excluded = compute_matched_pairs(results, self.scales)
         for x in excluded:
             ctx.say(f"compute-matched: excluded {x.lang} {x.setup_a} vs {x.setup_b}: {x.reason}")
         for pair in pairs:
@@ -527,6 +535,7 @@ class VectorsStage(Stage):
     scale: str
     base: str
     models: dict[str, str]
+    suffix: str = Field("", exclude_if=lambda v: not v)  # a later seed's (study.plan.seed_suffix)
 
     def run(self, ctx: Context) -> None:
         from growmerge.merge.vectors import vector_similarity, write_heatmap
@@ -534,8 +543,8 @@ class VectorsStage(Stage):
         result = vector_similarity(ctx.model_dir(self.base), {lang: ctx.model_dir(m) for lang, m in self.models.items()})
         out = ctx.root / "analysis"
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / f"vectors_{self.scale}.json", result)
-        write_heatmap(result, out / f"vectors_{self.scale}.png")
+        write_json_atomic(out / f"vectors_{self.scale}{self.suffix}.json", result)
+        write_heatmap(result, out / f"vectors_{self.scale}{self.suffix}.png")
 
 
 class SimilarityStage(Stage):
@@ -546,6 +555,7 @@ class SimilarityStage(Stage):
     scale: str
     models: dict[str, str]  # language -> stage id of its adapted model
     max_sentences: int
+    suffix: str = Field("", exclude_if=lambda v: not v)  # a later seed's (study.plan.seed_suffix)
 
     def run(self, ctx: Context) -> None:
         from growmerge.analysis.similarity import cka_by_pair, parallel_sentences
@@ -554,7 +564,7 @@ class SimilarityStage(Stage):
         result = cka_by_pair({lang: ctx.model_dir(m) for lang, m in self.models.items()}, sentences, ctx.device)
         out = ctx.root / "analysis"
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / f"similarity_{self.scale}.json", result)
+        write_json_atomic(out / f"similarity_{self.scale}{self.suffix}.json", result)
 
 
 class ReportStage(Stage):
