@@ -50,17 +50,11 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     leaves its files and a ``<stream>.done.json`` (its counts, evaluation pairs and sentences), so a
     killed run resumes with the streams it had not finished. The whole appears as ``text/`` in one
     rename once every stream is split."""
-    fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint(*SPLIT_FIELDS)
+    fingerprint = split_fingerprint(spec)
     text_dir, eval_dir = data_dir / "text", data_dir / "eval"
-    stamp = read_stamp(text_dir)
-    if stamp.get("fingerprint") == fingerprint and eval_dir.is_dir():
-        return stamp
-    probe_sources(spec, log)  # a bad source fails now, not after the streams before it were split
-    work = data_dir / "text.partial"
-    if read_stamp(work).get("fingerprint") != fingerprint:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-        write_json_atomic(work / STAMP, {"fingerprint": fingerprint})
+    work = open_split_work(spec, data_dir, log)
+    if work is None:
+        return read_stamp(text_dir)
     records = split_streams(spec, work, log)
     state, stats = SplitState(), {}
     for name in stream_order(spec):  # in this order, whatever order the streams finished in
@@ -75,6 +69,32 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     write_json_atomic(work / STAMP, stamp)  # the .done.json files stay: a kill before the rename redoes nothing
     publish_dir(work, text_dir)
     return stamp
+
+
+def split_fingerprint(spec: DataSpec) -> str:
+    return EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint(*SPLIT_FIELDS)
+
+
+def open_split_work(spec: DataSpec, data_dir: Path, log) -> Path | None:
+    """``text.partial/`` ready for splitting (kept when it holds the same inputs' streams), after
+    every source was probed; None when ``text/`` and the evaluation sets are already built."""
+    fingerprint = split_fingerprint(spec)
+    if read_stamp(data_dir / "text").get("fingerprint") == fingerprint and (data_dir / "eval").is_dir():
+        return None
+    probe_sources(spec, log)  # a bad source fails now, not after the streams before it were split
+    work = data_dir / "text.partial"
+    if read_stamp(work).get("fingerprint") != fingerprint:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        write_json_atomic(work / STAMP, {"fingerprint": fingerprint})
+    return work
+
+
+def english_inputs(spec: DataSpec, records: dict[str, dict]) -> tuple[set[int], dict[str, list]]:
+    """What an English stream's split needs from the streams split before it: the keys of their
+    evaluation pairs' English sides (blocked from English training) and the pairs by language."""
+    before = {spec.streams[n].lang: records[n]["pairs"] for n in stream_order(spec) if n in records}
+    return {text_key(p["en"]) for pairs in before.values() for p in pairs}, before
 
 
 def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
@@ -118,8 +138,7 @@ def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
             t = time.time()
             finish(name, split_one(name, spec, work, set(), {}), t)
     for name in [n for n in todo if n not in records]:  # English, after every target
-        before = {spec.streams[n].lang: records[n]["pairs"] for n in stream_order(spec) if n in records}
-        blocked = {text_key(p["en"]) for pairs in before.values() for p in pairs}
+        blocked, before = english_inputs(spec, records)
         t = time.time()
         finish(name, split_one(name, spec, work, blocked, before), t)
     return records

@@ -1,0 +1,71 @@
+"""The data stage through the real Slurm executor (scripts/slurm-up; no mock): its stream splits run
+as job arrays before the stage's own job, a unit killed mid-array is the only one submitted again (a
+finished unit is never redone), and the bytes are those of a local `data prepare` of the same config."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from slurm import slurm_cluster, wait_until  # noqa: F401
+
+from growmerge.study.runner import is_done, load_plan, submit_study
+from growmerge.study.spec import load_study
+from test_data import corpus_spec, make_corpus
+from test_data_resume import outputs
+from test_study import micro_config
+
+
+def our_jobs(prefix: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %j %T"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line.split()[1].startswith(prefix)]
+
+
+def data_outputs(run: Path) -> dict[str, bytes]:
+    return {k: v for k, v in outputs(run).items() if k.startswith(("data/", "tokenizer/"))}
+
+
+def test_data_stage_as_slurm_job_arrays_resumes_by_unit(tmp_path, slurm_cluster, monkeypatch):
+    make_corpus(tmp_path)
+    raw = micro_config(tmp_path / "run")
+    raw.update(data=corpus_spec(tmp_path), cluster={"time": 10, "cpus_per_task": 1})
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    ref = subprocess.run([sys.executable, "-m", "growmerge.cli", "data", "prepare", str(config), "--run-dir",
+                          str(tmp_path / "ref")], capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+
+    cfg, run = load_study(config), tmp_path / "run"
+    work = run / "data" / "text.partial"
+    said: list[str] = []
+    monkeypatch.setenv("GROWMERGE_KILL_AT", "unit:sv")  # sbatch passes the environment on to the tasks
+    submit_study(cfg, said.append, only=["data"])
+    assert any("units split:is, split:sv, split:code submitted as job array" in m for m in said), said
+    assert any("units split:en submitted as job array" in m for m in said), said
+    stage = next(s for s in load_plan(run) if s.id == "data")
+    prefix = "gm." + stage.id
+    # sv's task dies (SIGKILL, no marker): en's array and the stage's job are cancelled; code and is finish.
+    wait_until(lambda: not our_jobs(prefix), timeout=240, what="the first submission to end")
+    assert sorted(p.name for p in work.glob("*.done.json")) == ["code.done.json", "is.done.json"]
+    assert not is_done(run, stage)
+    kept = {p.name: p.stat().st_mtime_ns for p in work.glob("*.jsonl")}
+
+    monkeypatch.delenv("GROWMERGE_KILL_AT")
+    said.clear()
+    submit_study(cfg, said.append, only=["data"])
+    arrays = [m for m in said if "submitted as job array" in m]
+    assert len(arrays) == 2 and "units split:sv submitted" in arrays[0] and "units split:en submitted" in arrays[1], said
+    wait_until(lambda: is_done(run, stage), timeout=300, what="the data stage to finish")
+    text = run / "data" / "text"
+    assert {n: (text / n).stat().st_mtime_ns for n in kept} == kept  # code and is were not split again
+    assert data_outputs(run) == data_outputs(tmp_path / "ref")
+    record = json.loads((run / "slurm" / "jobs.json").read_text())["stages"]["data"]
+    assert sorted(record["units"]) == ["split:en", "split:sv"] and len(record["previous"]) == 1
+
+    said.clear()  # everything done: nothing is submitted
+    assert submit_study(cfg, said.append, only=["data"]) == {} and not said
