@@ -23,6 +23,7 @@ from pathlib import Path
 
 from growmerge.artifacts import atomic_dir, write_json_atomic
 from growmerge.data.card import render_card
+from growmerge.data.groups import drop_groups, grouped_documents, missing_groups, read_group
 from growmerge.data.mixture import mixture_table
 from growmerge.data.packing import Packer
 from growmerge.data.probe import probe_sources
@@ -113,11 +114,13 @@ def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
 
     def finish(name: str, record: dict, started: float) -> None:
         write_json_atomic(work / f"{name}.done.json", record)
+        drop_groups(name, spec.streams[name], work)
         records[name] = record
         log(f"split {name}: {time.time() - started:.1f} s")
         kill_point(f"split:{name}")
 
     todo = [n for n in stream_order(spec) if n not in records]
+    read_groups(spec, work, todo, log)
     first = [n for n in todo if spec.streams[n].lang != ENGLISH]
     if spec.workers > 1 and len(first) > 1:
         import multiprocessing as mp
@@ -144,10 +147,29 @@ def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
     return records
 
 
+def read_groups(spec: DataSpec, work: Path, names: list[str], log) -> None:
+    """The file groups of these streams not read yet (``data.groups``), in `spec.workers` processes."""
+    units = [(name, k) for name in names for k in missing_groups(name, spec.streams[name], work)]
+    if not units:
+        return
+    t = time.time()
+    if spec.workers > 1 and len(units) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(spec.workers, len(units)), mp_context=mp.get_context("spawn")) as pool:
+            list(pool.map(read_group, *zip(*[(n, spec.streams[n], work, k) for n, k in units])))
+    else:
+        for name, k in units:
+            read_group(name, spec.streams[name], work, k)
+    log(f"read {len(units)} file groups: {time.time() - t:.1f} s")
+
+
 def split_one(name: str, spec: DataSpec, work: Path, blocked_en: set[int], pairs_before: dict) -> dict:
     """Split one stream (here or in a worker process); its record for ``<name>.done.json``."""
     state = SplitState(blocked_en=blocked_en, pairs=dict(pairs_before))
-    stats = split_stream(name, spec.streams[name], spec, work, state)
+    stats = split_stream(name, spec.streams[name], spec, work, state,
+                         grouped_documents(name, spec.streams[name], work))
     lang = spec.streams[name].lang
     return {"stats": stats, "pairs": state.pairs[lang], "sentences": state.sentences[lang]}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from growmerge.data.sources import documents
 from growmerge.data.spec import DataSpec, StreamSpec
@@ -76,18 +76,23 @@ class BoundedSeen:
 def clean_text(doc: dict, lang: str, blocked: set[int], seen: set[int]) -> str:
     """The document without blocked or already-seen paragraphs ('' if nothing is left)."""
     if lang == CODE:
-        key = text_key(doc["text"])
+        key = doc["key"] if "key" in doc else text_key(doc["text"])
         if key in seen:
             return ""
         seen.add(key)
         return doc["text"]
     keep = []
-    for par in paragraphs(doc["text"]):
-        key = text_key(par)
+    for par, key in doc["pars"] if "pars" in doc else paragraph_keys(doc["text"]):
         if key not in blocked and key not in seen:
             seen.add(key)
-            keep.append(par.strip())
+            keep.append(par)
     return "\n\n".join(keep)
+
+
+def paragraph_keys(text: str) -> list[tuple[str, int]]:
+    """(stripped paragraph, its key) for each paragraph: the costly part of cleaning a document,
+    done ahead by the readers of file groups (``data.groups``)."""
+    return [(par.strip(), text_key(par)) for par in paragraphs(text)]
 
 
 class Writers:
@@ -108,13 +113,15 @@ class Writers:
             f.close()
 
 
-def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, state: SplitState) -> dict:
+def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, state: SplitState,
+                 docs: Iterable[dict] | None = None) -> dict:
     """Write `<part>.{train,eval}.jsonl` for one stream; return {part: {split: {documents, characters}}}.
 
     The sources are read once: evaluation documents are written as they come, training documents go
     to a local candidates file (deduplicated within training, blocked from English evaluation pairs
     of the streams before). Only when the whole stream is read is every evaluated paragraph known; a
-    second pass over the local candidates then drops those and applies the character cap."""
+    second pass over the local candidates then drops those and applies the character cap.
+    `docs`: the stream's documents as read ahead (file groups), instead of reading its sources."""
     lang = stream.lang
     frac = stream.eval_fraction or spec.eval_fraction
     parts = stream.split or {name: 1.0}
@@ -141,7 +148,7 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
     pairs, sents = [], []
     candidates = out_dir / f"{name}.candidates.jsonl"
     with open(candidates, "w", encoding="utf-8") as cand:
-        for doc in interleave(stream, lang):
+        for doc in interleave(stream, lang) if docs is None else docs:
             if not is_eval(doc):
                 text = clean_text(doc, lang, blocked, train_seen)
                 if text:

@@ -232,8 +232,9 @@ def stage_units(root: Path, stage: Stage) -> list[list[tuple[str, list[str]]]]:
     from growmerge.data.units import pending_units
 
     stage_file = stage_command(root, stage)[-1]
-    return [[(f"split:{name}", [sys.executable, "-m", "growmerge.cli", "data", "split-unit", stage_file, name,
-                                "--run-dir", str(root)]) for name in wave]
+    argv = [sys.executable, "-m", "growmerge.cli", "data", "split-unit", stage_file, "--run-dir", str(root)]
+    return [[(f"split:{name}" if k is None else f"read:{name}:{k}",
+              argv + [name] + ([] if k is None else ["--group", str(k)])) for name, k in wave]
             for wave in pending_units(stage.data, root)]
 
 
