@@ -78,3 +78,38 @@ def test_data_stage_as_slurm_job_arrays_resumes_by_unit(tmp_path, slurm_cluster,
 
     said.clear()  # everything done: nothing is submitted
     assert submit_study(cfg, said.append, only=["data"]) == {} and not said
+
+
+def test_a_unit_still_running_is_waited_on_not_submitted_again(tmp_path, slurm_cluster):
+    """The stage's own job is cancelled while its units run: the next submit submits the stage's job
+    again, after the unit task that is still running, and no unit twice (array task ids, live)."""
+    from growmerge.cluster import ClusterSpec
+    from growmerge.cluster.slurm import submit_study as submit_jobs
+    from slurm import ToyStage, ToyStudy, scancel
+
+    st = ToyStudy(tmp_path, [ToyStage("s")])
+    runs = tmp_path / "unit-runs.txt"
+
+    def units(stage):
+        todo = [k for k in ("slow", "fast") if not (tmp_path / k).exists()]
+        return [[(k, ["bash", "-c", f"echo {k} >> {runs}; sleep {6 if k == 'slow' else 0}; touch {tmp_path / k}"])
+                 for k in todo]] if todo else []
+
+    said: list[str] = []
+    first = submit_jobs(st.stages, st.is_done, st.command, ClusterSpec(cpus_per_task=1, time=5), st.state,
+                        say=said.append, units=units)
+    record = json.loads((st.state / "jobs.json").read_text())["stages"]["s"]
+    slow_task = record["units"]["slow"][0]
+    assert "_" in slow_task and record["after"] == [record["units"]["slow"][0], record["units"]["fast"][0]]
+    wait_until(lambda: (tmp_path / "fast").exists() and runs.read_text().count("slow") == 1, 60, "both units started")
+    scancel(first["s"])
+    wait_until(lambda: not any(j.split()[0] == first["s"] for j in our_jobs("gm.s.")), 30, "the cancel")
+    said.clear()
+    again = submit_jobs(st.stages, st.is_done, st.command, ClusterSpec(cpus_per_task=1, time=5), st.state,
+                        say=said.append, units=units)
+    assert not any("job array" in m for m in said), said  # slow is live, fast is done
+    record = json.loads((st.state / "jobs.json").read_text())["stages"]["s"]
+    assert record["after"] == [slow_task] and again["s"] != first["s"]
+    wait_until(lambda: st.is_done(st.stage("s")), 60, "the stage after the slow unit")
+    assert sorted(runs.read_text().split()) == ["fast", "slow"]  # each unit ran once
+    assert st.time_of("s", "start") >= (tmp_path / "slow").stat().st_mtime - 0.1  # after the slow unit

@@ -241,7 +241,7 @@ def stage_units(root: Path, stage: Stage) -> list[list[tuple[str, list[str]]]]:
 def submit_study(cfg: StudyConfig, echo: Callable[[str], None] = print, only: list[str] | None = None
                  ) -> dict[str, str]:
     """Submit every stage that is not done (and not already queued or running); returns stage → job.
-    `only`: just these stages (their parents must be among them or done)."""
+    `only`: just these stages (their parents must be among them)."""
     from growmerge.cluster.slurm import submit_study as submit
 
     stages, _ = open_run(cfg, only, echo=lambda m: None)
