@@ -89,3 +89,27 @@ def test_units_in_waves_give_the_bytes_of_prepare_data(tmp_path):
     assert pending_units(spec, run) == [] and not list(run.rglob("*.docs.jsonl*"))
     prepare_data(spec, run)
     assert outputs(run) == outputs(tmp_path / "ref")
+
+
+def test_dataset_data_files_read_in_groups_give_the_bytes_of_one_reader(tmp_path):
+    make_corpus(tmp_path)
+    parts = split_into_files(tmp_path / "sv.jsonl", tmp_path / "sv.parts", 5)
+    for f in sorted(parts.iterdir()):  # a dataset read in groups needs its own ids (no row numbers)
+        rows = [json.loads(line) | {"id": f"{f.stem}-{i}"} for i, line in enumerate(f.read_text().splitlines())]
+        f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+    def spec(**over) -> DataSpec:
+        raw = corpus_spec(tmp_path)
+        raw["streams"]["sv"].update(sources=[{"kind": "hf_dataset", "path": "json", "id_field": "id",
+                                              "data_files": str(parts / "*.jsonl"), "group_field": "page"}], **over)
+        return DataSpec.model_validate(raw)
+
+    assert [len(g) for g in file_groups(spec(file_groups=3).streams["sv"])] == [2, 2, 1]
+    prepare_data(spec(), tmp_path / "one")
+    prepare_data(spec(file_groups=3), tmp_path / "groups")
+    assert outputs(tmp_path / "groups") == outputs(tmp_path / "one")
+    with pytest.raises(ValueError, match="needs data_files .a list or a glob., id_field and no max_docs"):
+        raw = corpus_spec(tmp_path)
+        raw["streams"]["sv"].update(sources=[{"kind": "hf_dataset", "path": "json", "data_files": [str(parts)]}],
+                                    file_groups=2)
+        DataSpec.model_validate(raw)

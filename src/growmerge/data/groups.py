@@ -1,6 +1,7 @@
-"""One large stream read by several processes: its `files` source cut into groups of consecutive files.
+"""One large stream read by several processes: its files cut into groups of consecutive files.
 
-A stream with ``file_groups: N`` (and one `files` source) is read in N units, each one group of
+A stream with ``file_groups: N`` and one source, `files` or an `hf_dataset` with a list (or glob) of
+`data_files`, is read in N units, each one group of
 consecutive files (balanced by bytes), side by side in processes or Slurm array tasks. A unit writes
 its documents, with the paragraphs already cut and keyed (``splits.paragraph_keys``, the costly part
 of cleaning), to ``text.partial/<stream>.g<k>of<N>.docs.jsonl`` in one atomic rename: a finished group
@@ -11,31 +12,54 @@ sees, so the bytes are those of a stream read by one process; it deletes the gro
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
 from typing import Iterator
 
-from growmerge.data.sources.local import expand_files, files
+from growmerge.data.sources.local import expand_files, files, hf_dataset
 from growmerge.data.spec import StreamSpec
 from growmerge.data.splits import paragraph_keys
 from growmerge.data.text import text_key
 from growmerge.names import CODE
 
 
-def file_groups(stream: StreamSpec) -> list[list[Path]]:
+def file_groups(stream: StreamSpec) -> list[list]:
     """The stream's files in `file_groups` runs of consecutive files of about equal bytes ([] when the
     stream is read whole); fewer groups when there are fewer files or one file outweighs a share."""
     if not stream.file_groups:
         return []
-    paths = list(expand_files(stream.sources[0]))
-    sizes = [p.stat().st_size for p in paths]
-    n, total, acc = stream.file_groups, sum(sizes) or 1, 0
-    groups: list[list[Path]] = [[] for _ in range(n)]
-    for path, size in zip(paths, sizes):
+    weighted = source_files(stream.sources[0])
+    n, total, acc = stream.file_groups, sum(w for _, w in weighted) or 1, 0
+    groups: list[list] = [[] for _ in range(n)]
+    for path, weight in weighted:
         groups[min(n - 1, acc * n // total)].append(path)  # the group its first byte falls in
-        acc += size
+        acc += weight
     return [g for g in groups if g]  # a file larger than a share leaves a group empty
+
+
+def source_files(source) -> list[tuple[Path | str, int]]:
+    """(file, bytes) of a `files` source, or of an `hf_dataset`'s `data_files` in the order given (a
+    local glob: its files, sorted; a remote file weighs 1: its size is not asked for)."""
+    if source.kind == "files":
+        return [(p, p.stat().st_size) for p in expand_files(source)]
+    out: list[tuple[Path | str, int]] = []
+    for entry in [source.data_files] if isinstance(source.data_files, str) else source.data_files:
+        if "://" in entry:
+            out.append((entry, 1))
+        elif any(ch in entry for ch in "*?["):
+            out += [(p, os.path.getsize(p)) for p in sorted(glob.glob(os.path.expanduser(entry), recursive=True))]
+        else:
+            local = Path(entry).expanduser()
+            out.append((entry, local.stat().st_size if local.is_file() else 1))
+    return out
+
+
+def group_documents(source, lang: str, group: list) -> Iterator[dict]:
+    if source.kind == "files":
+        return files(source, lang, group)
+    return hf_dataset(source.model_copy(update={"data_files": [str(p) for p in group]}), lang)
 
 
 def group_path(work: Path, name: str, k: int, n: int) -> Path:
@@ -50,7 +74,7 @@ def read_group(name: str, stream: StreamSpec, work: Path, k: int) -> Path:
         return out
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as fh:
-        for doc in files(stream.sources[0], stream.lang, groups[k]):
+        for doc in group_documents(stream.sources[0], stream.lang, groups[k]):
             if stream.lang == CODE:
                 doc["key"] = text_key(doc["text"])
             else:

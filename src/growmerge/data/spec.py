@@ -123,8 +123,16 @@ class StreamSpec(Strict):
 
     @model_validator(mode="after")
     def _file_groups_need_files(self):
-        if self.file_groups is not None and (len(self.sources) != 1 or self.sources[0].kind != "files"):
-            raise ValueError("file_groups needs exactly one source, of kind `files`")
+        if self.file_groups is None:
+            return self
+        if len(self.sources) != 1 or self.sources[0].kind not in ("files", "hf_dataset"):
+            raise ValueError("file_groups needs exactly one source, of kind `files` or `hf_dataset`")
+        source = self.sources[0]
+        if source.kind == "hf_dataset" and not (isinstance(source.data_files, (str, list)) and source.id_field
+                                                 and source.max_docs is None):
+            # Row numbers (the default ids) and a cap on rows are not known to a group read alone.
+            raise ValueError("file_groups on an hf_dataset needs data_files (a list or a glob), id_field "
+                             "and no max_docs")
         return self
 
     @model_validator(mode="after")
