@@ -70,23 +70,34 @@ def test_units_in_waves_give_the_bytes_of_prepare_data(tmp_path):
     prepare_data(spec, tmp_path / "ref")
     run = tmp_path / "run"
     waves = pending_units(spec, run)
-    assert waves == [[("sv", 0), ("sv", 1), ("en", 0), ("en", 1)],
-                     [("is", None), ("sv", None), ("code", None)], [("en", None)]]
+    packs = [f"pack:{s}" for s in ("code", "en_seed", "en_base", "sv", "is")]
+    assert waves == [["read:sv:0", "read:sv:1", "read:en:0", "read:en:1"], ["split:is", "split:sv", "split:code"],
+                     ["split:en"], ["tokenizer"], packs]
     with pytest.raises(GrowmergeError, match="split en: stream 'is' is not split yet"):
-        run_unit(spec, run, "en")
+        run_unit(spec, run, "split:en")
     with pytest.raises(GrowmergeError, match="has 2 file groups; there is no group 2"):
-        run_unit(spec, run, "sv", 2)
-    run_unit(spec, run, "sv", 0)
+        run_unit(spec, run, "read:sv:2")
+    with pytest.raises(GrowmergeError, match="not a unit of the data stage"):
+        run_unit(spec, run, "pack:en")  # en is packed as en_seed and en_base
+    with pytest.raises(GrowmergeError, match="the text and tokenizer are not ready"):
+        run_unit(spec, run, "pack:sv")
+    run_unit(spec, run, "read:sv:0")
     group = run / "data" / "text.partial" / "sv.g0of2.docs.jsonl"
     stamp = group.stat().st_mtime_ns
-    assert pending_units(spec, run)[0] == [("sv", 1), ("en", 0), ("en", 1)]  # a read group is done
-    for name, k in waves[0]:
-        run_unit(spec, run, name, k)
+    assert pending_units(spec, run)[0] == ["read:sv:1", "read:en:0", "read:en:1"]  # a read group is done
+    for key in waves[0]:
+        run_unit(spec, run, key)
     assert group.stat().st_mtime_ns == stamp  # not read again
-    for wave in waves[1:]:
-        for name, k in wave:
-            run_unit(spec, run, name, k)
-    assert pending_units(spec, run) == [] and not list(run.rglob("*.docs.jsonl*"))
+    for wave in waves[1:4]:
+        for key in wave:
+            run_unit(spec, run, key)
+    assert pending_units(spec, run) == [packs] and not list(run.rglob("*.docs.jsonl*"))
+    for key in packs[:2]:
+        run_unit(spec, run, key)
+    assert pending_units(spec, run) == [packs[2:]]  # a packed stream is done
+    for key in packs[2:]:
+        run_unit(spec, run, key)
+    assert pending_units(spec, run) == []
     prepare_data(spec, run)
     assert outputs(run) == outputs(tmp_path / "ref")
 

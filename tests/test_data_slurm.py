@@ -53,6 +53,8 @@ def test_data_stage_as_slurm_job_arrays_resumes_by_unit(tmp_path, slurm_cluster,
     assert any("units read:en:0, read:en:1 submitted as job array" in m for m in said), said
     assert any("units split:is, split:sv, split:code submitted as job array" in m for m in said), said
     assert any("units split:en submitted as job array" in m for m in said), said
+    assert any("units tokenizer submitted as job array" in m for m in said), said
+    assert any("units pack:code, pack:en_seed, pack:en_base, pack:sv, pack:is" in m for m in said), said
     stage = next(s for s in load_plan(run) if s.id == "data")
     prefix = "gm." + stage.id
     # sv's task dies (SIGKILL, no marker): en's array and the stage's job are cancelled; code and is finish.
@@ -67,14 +69,16 @@ def test_data_stage_as_slurm_job_arrays_resumes_by_unit(tmp_path, slurm_cluster,
     said.clear()
     submit_study(cfg, said.append, only=["data"])
     arrays = [m for m in said if "submitted as job array" in m]
-    # Only what did not finish: no group is read again, sv is split again, then en.
-    assert len(arrays) == 2 and "units split:sv submitted" in arrays[0] and "units split:en submitted" in arrays[1], said
+    # Only what did not finish: no group is read again, sv is split again, then en, tokenizer, shards.
+    assert [a.split(" submitted")[0].split(": units ")[1].split(",")[0] for a in arrays] == [
+        "split:sv", "split:en", "tokenizer", "pack:code"], said
     wait_until(lambda: is_done(run, stage), timeout=300, what="the data stage to finish")
     text = run / "data" / "text"
     assert {n: (text / n).stat().st_mtime_ns for n in kept} == kept  # code and is were not split again
     assert data_outputs(run) == data_outputs(tmp_path / "ref")
     record = json.loads((run / "slurm" / "jobs.json").read_text())["stages"]["data"]
-    assert sorted(record["units"]) == ["split:en", "split:sv"] and len(record["previous"]) == 1
+    assert sorted(k for k in record["units"] if not k.startswith("pack:")) == ["split:en", "split:sv", "tokenizer"]
+    assert len(record["units"]) == 3 + 5 and len(record["previous"]) == 1
 
     said.clear()  # everything done: nothing is submitted
     assert submit_study(cfg, said.append, only=["data"]) == {} and not said

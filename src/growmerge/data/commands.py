@@ -1,7 +1,6 @@
 """CLI commands of `growmerge.data` (registered by `growmerge.cli`)."""
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -34,13 +33,11 @@ def prepare(config: Path = typer.Argument(..., help="study YAML (only its `data:
     typer.echo(f"prepared {run_dir / 'data'} in {time.time() - t:.1f} s", err=True)
 
 
-@data_app.command("split-unit")
-def split_unit(stage_file: Path = typer.Argument(..., help="the data stage as JSON (jobs/<id>.json of a run)"),
-               stream: str = typer.Argument(..., help="the stream to split"),
-               run_dir: Path = typer.Option(..., "--run-dir", help="the run directory"),
-               group: Optional[int] = typer.Option(None, "--group", help="only read this file group of the stream")):
-    """Split one stream of a data stage, or read one of its file groups (one Slurm array task of
-    `study run --executor slurm`)."""
+@data_app.command("unit")
+def unit(stage_file: Path = typer.Argument(..., help="the data stage as JSON (jobs/<id>.json of a run)"),
+         key: str = typer.Argument(..., help="read:<stream>:<k>, split:<stream>, tokenizer or pack:<packed stream>"),
+         run_dir: Path = typer.Option(..., "--run-dir", help="the run directory")):
+    """Run one unit of a data stage (one Slurm array task of `study run --executor slurm`)."""
     from growmerge.data.units import run_unit
     from growmerge.errors import GrowmergeError
     from growmerge.study.stages import stage_from_json
@@ -50,7 +47,7 @@ def split_unit(stage_file: Path = typer.Argument(..., help="the data stage as JS
     stage = stage_from_json(stage_file.read_bytes())
     if stage.kind != "data":
         raise GrowmergeError(f"{stage_file}: stage {stage.id!r} is a {stage.kind} stage, not a data stage")
-    run_unit(stage.data, run_dir, stream, group, log=lambda msg: typer.echo(msg, err=True))
+    run_unit(stage.data, run_dir, key, log=lambda msg: typer.echo(msg, err=True))
 
 
 @data_app.command("card")

@@ -233,23 +233,40 @@ def build_tokenizer(spec: DataSpec, run_dir: Path, split_stamp: dict) -> Path:
 
 def pack_all(spec: DataSpec, run_dir: Path, tok_dir: Path, split_stamp: dict, log) -> dict:
     """Stage 3: one shard per (stream, split); complete shards with the same inputs are kept."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tok_dir)
-    thash = tokenizer_hash(tok_dir)
-    data_dir, metas = run_dir / "data", {}
-    with Packer(tok_dir / "tokenizer.json", spec.workers, tok.eos_token_id) as packer:
+    metas = {}
+    eos_id, vocab_size, thash = tokenizer_facts(tok_dir)
+    with Packer(tok_dir / "tokenizer.json", spec.workers, eos_id) as packer:
         for stream in spec.output_streams():
-            (data_dir / stream).mkdir(parents=True, exist_ok=True)
             for split in ("train", "eval"):
                 t = time.time()
-                metas[f"{stream}/{split}"] = packer.pack(
-                    data_dir / "text" / f"{stream}.{split}.jsonl", data_dir / stream / f"{split}.bin",
-                    seq_len=spec.seq_len, vocab_size=len(tok), tokenizer_hash=thash,
-                    input_hash=f"{split_stamp['fingerprint']}/{stream}/{split}")
+                metas[f"{stream}/{split}"] = pack_shard(packer, spec, run_dir, split_stamp, stream, split,
+                                                        vocab_size, thash)
                 log(f"pack {stream}/{split}: {metas[f'{stream}/{split}']['tokens']:,} tokens, {time.time() - t:.1f} s")
                 kill_point(f"pack:{stream}/{split}")
     return metas
+
+
+def tokenizer_facts(tok_dir: Path) -> tuple[int, int, str]:
+    """(EOS id, vocabulary size, hash) of the tokenizer in `tok_dir`: what every shard is packed with."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    return tok.eos_token_id, len(tok), tokenizer_hash(tok_dir)
+
+
+def shard_input(split_stamp: dict, stream: str, split: str) -> str:
+    """What a shard is packed from (with the tokenizer): its meta's `input_hash`."""
+    return f"{split_stamp['fingerprint']}/{stream}/{split}"
+
+
+def pack_shard(packer: Packer, spec: DataSpec, run_dir: Path, split_stamp: dict, stream: str, split: str,
+               vocab_size: int, thash: str) -> dict:
+    """The shard of (stream, split), packed unless complete with the same inputs; its meta."""
+    data_dir = run_dir / "data"
+    (data_dir / stream).mkdir(parents=True, exist_ok=True)
+    return packer.pack(data_dir / "text" / f"{stream}.{split}.jsonl", data_dir / stream / f"{split}.bin",
+                       seq_len=spec.seq_len, vocab_size=vocab_size, tokenizer_hash=thash,
+                       input_hash=shard_input(split_stamp, stream, split))
 
 
 def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None,

@@ -225,17 +225,14 @@ def stage_command(root: Path, stage: Stage) -> list[str]:
 
 
 def stage_units(root: Path, stage: Stage) -> list[list[tuple[str, list[str]]]]:
-    """A stage's units still to run, in waves of job arrays before its own job: a data stage's
-    stream splits (growmerge.data.units); other kinds have none."""
+    """A stage's units still to run, in waves of job arrays before its own job: a data stage's file
+    groups, stream splits, tokenizer and shards (growmerge.data.units); other kinds have none."""
     if stage.kind != "data":
         return []
     from growmerge.data.units import pending_units
 
-    stage_file = stage_command(root, stage)[-1]
-    argv = [sys.executable, "-m", "growmerge.cli", "data", "split-unit", stage_file, "--run-dir", str(root)]
-    return [[(f"split:{name}" if k is None else f"read:{name}:{k}",
-              argv + [name] + ([] if k is None else ["--group", str(k)])) for name, k in wave]
-            for wave in pending_units(stage.data, root)]
+    argv = [sys.executable, "-m", "growmerge.cli", "data", "unit", stage_command(root, stage)[-1], "--run-dir", str(root)]
+    return [[(key, argv + [key]) for key in wave] for wave in pending_units(stage.data, root)]
 
 
 def submit_study(cfg: StudyConfig, echo: Callable[[str], None] = print, only: list[str] | None = None
