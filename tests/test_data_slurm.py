@@ -1,22 +1,22 @@
-"""The data stage through the real Slurm executor (scripts/slurm-up; no mock): its stream splits run
-as job arrays before the stage's own job, a unit killed mid-array is the only one submitted again (a
-finished unit is never redone; a stream read as file groups), and the bytes are those of a local `data prepare` of the same config."""
+"""The data stage through the real Slurm executor (scripts/slurm-up; no mock): its units (stream
+splits, tokenizer, one packing unit per stream) run as job arrays before the stage's own job, a unit killed mid-array is the only one submitted again (a
+finished unit is never redone), and the bytes are those of a local `data prepare` of the same config."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 from slurm import slurm_cluster, wait_until  # noqa: F401
 
+from growmerge.data.prepare import prepare_data
+from growmerge.data.spec import load_data_spec
 from growmerge.study.runner import is_done, load_plan, submit_study
 from growmerge.study.spec import load_study
 from test_data import corpus_spec, make_corpus
-from test_data_groups import split_into_files
 from test_data_resume import outputs
 from test_study import micro_config
 
@@ -33,24 +33,17 @@ def data_outputs(run: Path) -> dict[str, bytes]:
 
 def test_data_stage_as_slurm_job_arrays_resumes_by_unit(tmp_path, slurm_cluster, monkeypatch):
     make_corpus(tmp_path)
-    data = corpus_spec(tmp_path)
-    # English is read as 2 file groups first (one array), then split with the others' pairs.
-    data["streams"]["en"]["sources"][0]["paths"] = [str(split_into_files(tmp_path / "en.jsonl", tmp_path / "en", 4))]
-    data["streams"]["en"]["file_groups"] = 2
     raw = micro_config(tmp_path / "run")
-    raw.update(data=data, cluster={"time": 10, "cpus_per_task": 1})
+    raw.update(data=corpus_spec(tmp_path), cluster={"time": 10, "cpus_per_task": 1})
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    ref = subprocess.run([sys.executable, "-m", "growmerge.cli", "data", "prepare", str(config), "--run-dir",
-                          str(tmp_path / "ref")], capture_output=True, text=True, timeout=300)
-    assert ref.returncode == 0, ref.stderr
+    prepare_data(load_data_spec(config), tmp_path / "ref")  # what `data prepare CONFIG` does, in-process
 
     cfg, run = load_study(config), tmp_path / "run"
     work = run / "data" / "text.partial"
     said: list[str] = []
     monkeypatch.setenv("GROWMERGE_KILL_AT", "unit:sv")  # sbatch passes the environment on to the tasks
     submit_study(cfg, said.append, only=["data"])
-    assert any("units read:en:0, read:en:1 submitted as job array" in m for m in said), said
     assert any("units split:is, split:sv, split:code submitted as job array" in m for m in said), said
     assert any("units split:en submitted as job array" in m for m in said), said
     assert any("units tokenizer submitted as job array" in m for m in said), said
@@ -60,16 +53,14 @@ def test_data_stage_as_slurm_job_arrays_resumes_by_unit(tmp_path, slurm_cluster,
     # sv's task dies (SIGKILL, no marker): en's array and the stage's job are cancelled; code and is finish.
     wait_until(lambda: not our_jobs(prefix), timeout=240, what="the first submission to end")
     assert sorted(p.name for p in work.glob("*.done.json")) == ["code.done.json", "is.done.json"]
-    groups = {p.name: p.stat().st_mtime_ns for p in work.glob("en.g*")}
-    assert sorted(groups) == ["en.g0of2.docs.jsonl", "en.g1of2.docs.jsonl"]
     assert not is_done(run, stage)
-    kept = {p.name: p.stat().st_mtime_ns for p in work.glob("*.jsonl") if not p.name.startswith("en.g")}
+    kept = {p.name: p.stat().st_mtime_ns for p in work.glob("*.jsonl")}
 
     monkeypatch.delenv("GROWMERGE_KILL_AT")
     said.clear()
     submit_study(cfg, said.append, only=["data"])
     arrays = [m for m in said if "submitted as job array" in m]
-    # Only what did not finish: no group is read again, sv is split again, then en, tokenizer, shards.
+    # Only what did not finish: sv is split again, then en, the tokenizer, the shards.
     assert [a.split(" submitted")[0].split(": units ")[1].split(",")[0] for a in arrays] == [
         "split:sv", "split:en", "tokenizer", "pack:code"], said
     wait_until(lambda: is_done(run, stage), timeout=300, what="the data stage to finish")
