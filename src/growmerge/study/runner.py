@@ -246,7 +246,7 @@ def submit_study(cfg: StudyConfig, echo: Callable[[str], None] = print, only: li
         stages = [s for s in stages if s.id in only]
     root = cfg.root.resolve()
     return submit(stages, lambda s: is_done(root, s), lambda s: stage_command(root, s), cfg.cluster,
-                  root / SLURM_DIR, say=echo, units=lambda s: stage_units(root, s))
+                  root / SLURM_DIR, say=echo, units=(lambda s: stage_units(root, s)) if cfg.cluster.data_units else None)
 
 
 def load_plan(run_dir: Path) -> list[Stage]:
