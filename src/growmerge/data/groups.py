@@ -77,8 +77,8 @@ def read_group(name: str, stream: StreamSpec, work: Path, k: int) -> Path:
         for doc in group_documents(stream.sources[0], stream.lang, groups[k]):
             if stream.lang == CODE:
                 doc["key"] = text_key(doc["text"])
-            else:
-                doc["pars"] = paragraph_keys(doc["text"])
+            else:  # the split reads the paragraphs, not the text: written once
+                doc["pars"] = paragraph_keys(doc.pop("text"))
             fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
         fh.flush()
         os.fsync(fh.fileno())

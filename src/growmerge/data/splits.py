@@ -81,12 +81,17 @@ def clean_text(doc: dict, lang: str, blocked: set[int], seen: set[int]) -> str:
             return ""
         seen.add(key)
         return doc["text"]
+    return "\n\n".join(par for par, _ in clean_pars(doc, blocked, seen))
+
+
+def clean_pars(doc: dict, blocked: set[int], seen: set[int]) -> list[tuple[str, int]]:
+    """(paragraph, key) of a prose document's paragraphs neither blocked nor already seen."""
     keep = []
     for par, key in doc["pars"] if "pars" in doc else paragraph_keys(doc["text"]):
         if key not in blocked and key not in seen:
             seen.add(key)
-            keep.append(par)
-    return "\n\n".join(keep)
+            keep.append((par, key))
+    return keep
 
 
 def paragraph_keys(text: str) -> list[tuple[str, int]]:
@@ -150,9 +155,13 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
     with open(candidates, "w", encoding="utf-8") as cand:
         for doc in interleave(stream, lang) if docs is None else docs:
             if not is_eval(doc):
-                text = clean_text(doc, lang, blocked, train_seen)
+                if lang == CODE:
+                    text, keys = clean_text(doc, lang, blocked, train_seen), None
+                else:  # the keys go along, so the second pass does not hash every paragraph again
+                    pars = clean_pars(doc, blocked, train_seen)
+                    text, keys = "\n\n".join(par for par, _ in pars), [key for _, key in pars]
                 if text:
-                    cand.write(json.dumps({"id": doc["id"], "group": doc["group"], "text": text},
+                    cand.write(json.dumps({"id": doc["id"], "group": doc["group"], "text": text, "keys": keys},
                                           ensure_ascii=False) + "\n")
                 continue
             part = part_of(doc["group"])
@@ -176,7 +185,7 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
     for doc in read_candidates(candidates):
         if stream.max_chars is not None and train_chars >= stream.max_chars:
             break
-        text = doc["text"] if lang == CODE else unblocked(doc["text"], eval_seen)  # never train on evaluated text
+        text = doc["text"] if lang == CODE else unblocked_keys(doc["text"], doc["keys"], eval_seen)  # never train on evaluated text
         if text:
             writers.write(part_of(doc["group"]), doc, text)
             train_chars += len(text)
@@ -200,9 +209,13 @@ def read_candidates(path: Path) -> Iterator[dict]:
             yield json.loads(line)
 
 
-def unblocked(text: str, blocked: set[int]) -> str:
-    """`text` (paragraphs already cleaned) without the paragraphs in `blocked`."""
-    return "\n\n".join(p for p in paragraphs(text) if text_key(p) not in blocked)
+def unblocked_keys(text: str, keys: list[int], blocked: set[int]) -> str:
+    """`text` (a candidate: cleaned paragraphs with their `keys`) without the paragraphs in `blocked`.
+    Its paragraphs were joined with a blank line and none contains one, so splitting at blank lines
+    gives them back, and no paragraph is hashed twice."""
+    pars = text.split("\n\n")
+    assert len(pars) == len(keys), "a candidate's paragraphs and keys differ"
+    return "\n\n".join(p for p, k in zip(pars, keys) if k not in blocked)
 
 
 def dedup_pairs(pairs: list[dict]) -> list[dict]:
