@@ -101,11 +101,7 @@ def grouped_documents(name: str, stream: StreamSpec, work: Path) -> Iterator[dic
     def docs() -> Iterator[dict]:
         for k in range(n):
             with open(read_group(name, stream, work, k), encoding="utf-8") as fh:
-                for line in fh:
-                    doc = json.loads(line)
-                    if "pars" in doc:
-                        doc["pars"] = [tuple(p) for p in doc["pars"]]
-                    yield doc
+                yield from map(json.loads, fh)  # "pars" as [paragraph, key] lists: unpacked alike
 
     return docs()
 
