@@ -20,7 +20,9 @@ Usage (a quiet machine; ~1 GB and ~4 GB corpora take a while to build, once):
    measurement runs in a fresh child process, so RSS and CPU time are that run's alone.
 4. With ``--gb-large``, the same 2-process run of growmerge on the larger corpus: peak RSS should stay
    within 10%.
-5. With ``--kill-check``, ``growmerge data prepare`` on the parquet corpus (``files`` sources) is
+5. With ``--groups-check`` (alone): one stream of the JSONL files split by one reader, then as 2
+   file groups in 2 processes (``streams.<name>.file_groups``): seconds, and identical text.
+6. With ``--kill-check``, ``growmerge data prepare`` on the parquet corpus (``files`` sources) is
    SIGKILLed at a random moment and run again: its output must equal an uninterrupted run's, and no
    shard finished before the kill may be redone.
 
@@ -277,12 +279,50 @@ def kill_check(corpus: Path, out: Path, seed: int = 0) -> None:
           f"the kill, {len(redone)} of them redone; resumed output identical: {same}")
 
 
+def groups_check(files: list[Path], out: Path) -> None:
+    """The corpus' JSONL files as one deduplicated stream, split (``build_splits``) by one reader and
+    then as 2 file groups read by 2 processes: seconds of each, and whether the text is identical."""
+    import hashlib
+    import shutil
+
+    from growmerge.data.prepare import build_splits
+    from growmerge.data.spec import DataSpec
+
+    seconds, digests = {}, {}
+    tiny = {}  # a study needs code and English streams: a few documents each, negligible next to `da`
+    for lang in ("code", "en"):
+        tiny[lang] = out / f"groups-check-{lang}.jsonl"
+        tiny[lang].write_text("".join(json.dumps({"text": f"{lang} document {i}.\n\nParagraph {i}.", "group": str(i)})
+                                      + "\n" for i in range(200)))
+    for groups, workers in ((None, 1), (2, 2)):
+        stream = {"lang": "da", "sources": [{"kind": "files", "paths": [str(f) for f in files], "group_field": "group"}]}
+        if groups:
+            stream["file_groups"] = groups
+        streams = {"da": stream, **{lang: {"lang": lang, "sources": [{"kind": "files", "paths": [str(f)],
+                                                                      "group_field": "group"}]} for lang, f in tiny.items()}}
+        spec = DataSpec.model_validate({"languages": ["da"], "seq_len": 256, "eval_fraction": 0.01,
+                                        "workers": workers, "streams": streams})
+        d = out / f"groups-check-{groups or 1}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+        t = time.perf_counter()
+        build_splits(spec, d, lambda msg: None)
+        seconds[groups or 1] = time.perf_counter() - t
+        digests[groups or 1] = hashlib.sha256(b"".join((d / "text" / f"da.{s}.jsonl").read_bytes()
+                                                       for s in ("train", "eval"))).hexdigest()
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    print(f"file groups: {mb:,.0f} MB in {len(files)} files, split by 1 reader {seconds[1]:.1f} s, by 2 file groups "
+          f"in 2 processes {seconds[2]:.1f} s ({seconds[1] / seconds[2]:.2f}x); identical text: {digests[1] == digests[2]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gb", type=float, default=1.0, help="corpus size (GB of text)")
     ap.add_argument("--gb-large", type=float, default=None, help="a second, larger corpus for the RSS check")
     ap.add_argument("--out", type=Path, default=Path("/tmp/growmerge-bench-data"))
     ap.add_argument("--kill-check", action="store_true", help="also SIGKILL a data prepare at a random moment")
+    ap.add_argument("--groups-check", action="store_true",
+                    help="only time one stream split by 1 reader against 2 file groups (data.groups)")
     ap.add_argument("--child", choices=["growmerge", "datatrove"])
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--tokenizer")
@@ -294,6 +334,8 @@ def main() -> None:
 
     corpus = build_corpus(args.out, args.gb)
     files = corpus_jsonl(corpus)
+    if args.groups_check:
+        return groups_check(files, args.out)
     text_gb, parquet_gb = sizes(corpus)
     print(f"corpus: {corpus} — {text_gb:.3f} GB of JSONL text, {parquet_gb:.3f} GB as zstd parquet "
           f"(ratio {text_gb / parquet_gb:.1f}), {FILES} files")

@@ -23,7 +23,8 @@ def growmerge(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 def test_micro_study_through_slurm_survives_a_cancelled_job(tmp_path, slurm_cluster):
     raw = micro_config(tmp_path / "run")
-    raw.update(scales=["1x"], multilingual=False, cluster={"time": 30, "cpus_per_task": 1})
+    # The data stage as one job: its units as job arrays are tested in test_data_slurm.py.
+    raw.update(scales=["1x"], multilingual=False, cluster={"time": 30, "cpus_per_task": 1, "data_units": False})
     raw["merge"]["methods"] = ["linear"]
     config = tmp_path / "micro.yaml"
     config.write_text(yaml.safe_dump(raw))
@@ -33,6 +34,7 @@ def test_micro_study_through_slurm_survives_a_cancelled_job(tmp_path, slurm_clus
     first = growmerge("study", "run", str(config), "--executor", "slurm")
     assert first.returncode == 0, first.stderr
     assert "seed: submitted job" in first.stdout and "(after " in first.stdout
+    assert "job array" not in first.stdout  # data_units: false
 
     # Cancel the seed's training job once it runs: everything after it can no longer start.
     def seed_running():

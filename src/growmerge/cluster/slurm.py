@@ -213,19 +213,7 @@ def _submit_one(stage: StageLike, argv: list[str], res: Resources, after: list[s
     stamp = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     folder = state_dir / "slurm" / re.sub(r"[^A-Za-z0-9._-]", "_", stage.id) / stamp
     executor = submitit.SlurmExecutor(folder=folder)
-    params = {
-        "job_name": job_name(stage), "partition": res.partition, "account": res.account,
-        "qos": res.qos, "cpus_per_task": res.cpus_per_task, "mem": res.mem,
-        # time=None leaves --time out (partition default); left unset, submitit would ask 5 minutes.
-        "time": res.time,
-        # One task per node: the stage command (e.g. torchrun) starts its own workers on its node.
-        "nodes": res.nodes, "ntasks_per_node": 1,
-        "gpus_per_node": res.gpus_per_node or None,   # --gpus-per-node=0 is refused without GRES
-        "setup": list(res.setup) or None,
-    }
-    if after:
-        params["dependency"] = "afterok:" + ":".join(after)
-    executor.update_parameters(**params)
+    executor.update_parameters(**_job_params(job_name(stage), res, after))
     try:
         # check_call streams the command's output into the Slurm log (CommandFunction would buffer it
         # all in memory) and raises on a non-zero exit, which makes the job FAILED.
@@ -241,13 +229,92 @@ def _submit_one(stage: StageLike, argv: list[str], res: Resources, after: list[s
     }
 
 
+def _job_params(name: str, res: Resources, after: list[str]) -> dict:
+    """submitit parameters of one job (or of every task of an array)."""
+    params = {
+        "job_name": name, "partition": res.partition, "account": res.account,
+        "qos": res.qos, "cpus_per_task": res.cpus_per_task, "mem": res.mem,
+        # time=None leaves --time out (partition default); left unset, submitit would ask 5 minutes.
+        "time": res.time,
+        # One task per node: the stage command (e.g. torchrun) starts its own workers on its node.
+        "nodes": res.nodes, "ntasks_per_node": 1,
+        "gpus_per_node": res.gpus_per_node or None,   # --gpus-per-node=0 is refused without GRES
+        "setup": list(res.setup) or None,
+    }
+    if after:
+        params["dependency"] = "afterok:" + ":".join(after)
+    return params
+
+
+# ---------------------------------------------------------------------------------------------
+# Units: a stage's work cut into idempotent pieces that run as job arrays before the stage's job
+# ---------------------------------------------------------------------------------------------
+Unit = tuple[str, list[str]]  # (a key naming the unit within its stage, its command)
+
+
+def _live_tasks(jobs: dict[str, str]) -> set[str]:
+    """Which of these job ids (array tasks ``123_4`` or plain jobs; id -> job name) are queued or
+    running. A task gone from squeue has ended; the unit's own marker says whether it finished."""
+    if not jobs:
+        return set()
+    out = _run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%j|%T"])
+    live = set()
+    for line in out.splitlines():
+        job_id, _, rest = line.partition("|")
+        name, _, state = rest.rpartition("|")
+        if jobs.get(job_id) == name and _ours(state) in ACTIVE:
+            live.add(job_id)
+    return live
+
+
+def _submit_array(stage: StageLike, wave: int, units: list[Unit], res: Resources, after: list[str],
+                  state_dir: Path) -> dict[str, list[str]]:
+    """One job array, a task per unit; unit key -> [task job id, job name]."""
+    import submitit  # noqa: PLC0415 - only the cluster path needs it
+
+    stamp = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    folder = state_dir / "slurm" / re.sub(r"[^A-Za-z0-9._-]", "_", stage.id) / f"units{wave}-{stamp}"
+    name = f"{job_name(stage)}.u{wave}"
+    executor = submitit.SlurmExecutor(folder=folder)
+    executor.update_parameters(**_job_params(name, res, after), array_parallelism=len(units))
+    try:
+        with executor.batch():
+            jobs = [executor.submit(subprocess.check_call, list(argv)) for _, argv in units]
+    except Exception as exc:
+        msg = " ".join(str(exc).split())[-300:]
+        raise GrowmergeError(f"sbatch refused the units of stage {stage.id!r} ({stage.kind}): {msg}") from None
+    return {key: [str(job.job_id), name] for (key, _), job in zip(units, jobs)}
+
+
+def _submit_units(stage: StageLike, waves: list[list[Unit]], res: Resources, after: list[str], state_dir: Path,
+                  old: dict[str, list[str]], say: Callable[[str], None]) -> dict[str, list[str]]:
+    """Each wave as one array after the wave before (the first after `after`). A unit whose recorded
+    task is still queued or running is not submitted again: later waves wait on that task."""
+    live = _live_tasks({job_id: name for job_id, name in old.values()})
+    recs: dict[str, list[str]] = {}
+    for i, wave in enumerate(waves):
+        reused = {key: old[key] for key, _ in wave if key in old and old[key][0] in live}
+        new = [(key, argv) for key, argv in wave if key not in reused]
+        fresh = _submit_array(stage, i, new, res, after, state_dir) if new else {}
+        if fresh:
+            say(f"{stage.id}: units {', '.join(fresh)} submitted as job array "
+                f"{next(iter(fresh.values()))[0].split('_')[0]}" + (f" (after {', '.join(after)})" if after else ""))
+        recs.update(reused)
+        recs.update(fresh)
+        after = [job_id for job_id, _ in {**reused, **fresh}.values()]
+    return recs
+
+
 def submit_study(stages: list[StageLike], is_done: Callable[[StageLike], bool],
                  command: Callable[[StageLike], list[str]], cluster: ClusterSpec, state_dir: Path,
-                 say: Callable[[str], None] = print) -> dict[str, str]:
+                 say: Callable[[str], None] = print,
+                 units: Callable[[StageLike], list[list[Unit]]] | None = None) -> dict[str, str]:
     """Submit every stage that is not done and has no live job; return stage id -> job id (live or new).
 
     A stage's job waits (afterok) on the jobs of its parents that are not done. Safe to call again at
     any time: after a failure, scancel or pre-emption it resubmits only what is not done.
+    `units(stage)`: waves of the stage's units not yet finished, each wave a job array that waits on
+    the one before; the stage's job waits on them all.
     """
     state_dir = Path(state_dir)
     order = _order(stages)
@@ -277,7 +344,13 @@ def submit_study(stages: list[StageLike], is_done: Callable[[StageLike], bool],
             if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
                 raise GrowmergeError(f"stage {s.id!r}: its command must be a non-empty list of strings")
             after = [jobs[d] for d in s.deps if not done[d]]
-            rec = _submit_one(s, argv, cluster.resources(s.kind), after, state_dir)
+            waves = units(s) if units is not None else []
+            unit_recs = _submit_units(s, waves, cluster.resources(s.kind), after, state_dir,
+                                      (rec or {}).get("units", {}), say) if waves else {}
+            rec = _submit_one(s, argv, cluster.resources(s.kind),
+                              after + [job_id for job_id, _ in unit_recs.values()], state_dir)
+            if unit_recs:
+                rec["units"] = unit_recs
             old = records.get(s.id)
             if old is not None:
                 rec["previous"] = (old.get("previous", []) + [old["job_id"]])[-20:]

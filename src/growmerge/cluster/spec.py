@@ -120,12 +120,15 @@ class ClusterSpec(_Fields):
     """Cluster-wide job defaults plus `kinds`: overrides per stage kind."""
 
     kinds: dict[Kind, KindOverrides] = Field(default_factory=dict)
+    # The data stage's units (file groups, stream splits, tokenizer, packing per stream) as job arrays
+    # before its own job; false: the data stage is one job, as a local run.
+    data_units: bool = True
 
     def resources(self, kind: str) -> Resources:
         """Defaults merged with the override for `kind` (an override's `setup` replaces the default's)."""
         if kind not in STAGE_KINDS:
             raise GrowmergeError(f"unknown stage kind {kind!r} (one of {', '.join(STAGE_KINDS)})")
-        merged = {k: v for k, v in self.model_dump(exclude={"kinds"}).items() if v is not None}
+        merged = {k: v for k, v in self.model_dump(exclude={"kinds", "data_units"}).items() if v is not None}
         override = self.kinds.get(kind)  # type: ignore[call-overload]
         if override is not None:
             merged.update(override.model_dump(exclude_none=True))

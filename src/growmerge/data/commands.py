@@ -33,6 +33,23 @@ def prepare(config: Path = typer.Argument(..., help="study YAML (only its `data:
     typer.echo(f"prepared {run_dir / 'data'} in {time.time() - t:.1f} s", err=True)
 
 
+@data_app.command("unit")
+def unit(stage_file: Path = typer.Argument(..., help="the data stage as JSON (jobs/<id>.json of a run)"),
+         key: str = typer.Argument(..., help="read:<stream>:<k>, split:<stream>, tokenizer or pack:<packed stream>"),
+         run_dir: Path = typer.Option(..., "--run-dir", help="the run directory")):
+    """Run one unit of a data stage (one Slurm array task of `study run --executor slurm`)."""
+    from growmerge.data.units import run_unit
+    from growmerge.errors import GrowmergeError
+    from growmerge.study.stages import stage_from_json
+
+    if not stage_file.is_file():
+        raise GrowmergeError(f"{stage_file}: no such stage file")
+    stage = stage_from_json(stage_file.read_bytes())
+    if stage.kind != "data":
+        raise GrowmergeError(f"{stage_file}: stage {stage.id!r} is a {stage.kind} stage, not a data stage")
+    run_unit(stage.data, run_dir, key, log=lambda msg: typer.echo(msg, err=True))
+
+
 @data_app.command("card")
 def card(run_dir: Path = typer.Argument(..., help="a run directory with data/manifest.json")):
     """Print the data card of a prepared run directory."""

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from growmerge.artifacts import atomic_dir, write_json_atomic
 from growmerge.data.card import render_card
+from growmerge.data.groups import drop_groups, grouped_documents, missing_groups, read_group
 from growmerge.data.mixture import mixture_table
 from growmerge.data.packing import Packer
 from growmerge.data.probe import probe_sources
@@ -50,17 +51,11 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     leaves its files and a ``<stream>.done.json`` (its counts, evaluation pairs and sentences), so a
     killed run resumes with the streams it had not finished. The whole appears as ``text/`` in one
     rename once every stream is split."""
-    fingerprint = EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint(*SPLIT_FIELDS)
+    fingerprint = split_fingerprint(spec)
     text_dir, eval_dir = data_dir / "text", data_dir / "eval"
-    stamp = read_stamp(text_dir)
-    if stamp.get("fingerprint") == fingerprint and eval_dir.is_dir():
-        return stamp
-    probe_sources(spec, log)  # a bad source fails now, not after the streams before it were split
-    work = data_dir / "text.partial"
-    if read_stamp(work).get("fingerprint") != fingerprint:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-        write_json_atomic(work / STAMP, {"fingerprint": fingerprint})
+    work = open_split_work(spec, data_dir, log)
+    if work is None:
+        return read_stamp(text_dir)
     records = split_streams(spec, work, log)
     state, stats = SplitState(), {}
     for name in stream_order(spec):  # in this order, whatever order the streams finished in
@@ -75,6 +70,32 @@ def build_splits(spec: DataSpec, data_dir: Path, log) -> dict:
     write_json_atomic(work / STAMP, stamp)  # the .done.json files stay: a kill before the rename redoes nothing
     publish_dir(work, text_dir)
     return stamp
+
+
+def split_fingerprint(spec: DataSpec) -> str:
+    return EXTRACTOR_VERSION + SPLIT_VERSION + spec.fingerprint(*SPLIT_FIELDS)
+
+
+def open_split_work(spec: DataSpec, data_dir: Path, log) -> Path | None:
+    """``text.partial/`` ready for splitting (kept when it holds the same inputs' streams), after
+    every source was probed; None when ``text/`` and the evaluation sets are already built."""
+    fingerprint = split_fingerprint(spec)
+    if read_stamp(data_dir / "text").get("fingerprint") == fingerprint and (data_dir / "eval").is_dir():
+        return None
+    probe_sources(spec, log)  # a bad source fails now, not after the streams before it were split
+    work = data_dir / "text.partial"
+    if read_stamp(work).get("fingerprint") != fingerprint:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        write_json_atomic(work / STAMP, {"fingerprint": fingerprint})
+    return work
+
+
+def english_inputs(spec: DataSpec, records: dict[str, dict]) -> tuple[set[int], dict[str, list]]:
+    """What an English stream's split needs from the streams split before it: the keys of their
+    evaluation pairs' English sides (blocked from English training) and the pairs by language."""
+    before = {spec.streams[n].lang: records[n]["pairs"] for n in stream_order(spec) if n in records}
+    return {text_key(p["en"]) for pairs in before.values() for p in pairs}, before
 
 
 def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
@@ -93,11 +114,13 @@ def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
 
     def finish(name: str, record: dict, started: float) -> None:
         write_json_atomic(work / f"{name}.done.json", record)
+        drop_groups(name, spec.streams[name], work)
         records[name] = record
         log(f"split {name}: {time.time() - started:.1f} s")
         kill_point(f"split:{name}")
 
     todo = [n for n in stream_order(spec) if n not in records]
+    read_groups(spec, work, todo, log)
     first = [n for n in todo if spec.streams[n].lang != ENGLISH]
     if spec.workers > 1 and len(first) > 1:
         import multiprocessing as mp
@@ -118,17 +141,35 @@ def split_streams(spec: DataSpec, work: Path, log) -> dict[str, dict]:
             t = time.time()
             finish(name, split_one(name, spec, work, set(), {}), t)
     for name in [n for n in todo if n not in records]:  # English, after every target
-        before = {spec.streams[n].lang: records[n]["pairs"] for n in stream_order(spec) if n in records}
-        blocked = {text_key(p["en"]) for pairs in before.values() for p in pairs}
+        blocked, before = english_inputs(spec, records)
         t = time.time()
         finish(name, split_one(name, spec, work, blocked, before), t)
     return records
 
 
+def read_groups(spec: DataSpec, work: Path, names: list[str], log) -> None:
+    """The file groups of these streams not read yet (``data.groups``), in `spec.workers` processes."""
+    units = [(name, k) for name in names for k in missing_groups(name, spec.streams[name], work)]
+    if not units:
+        return
+    t = time.time()
+    if spec.workers > 1 and len(units) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(spec.workers, len(units)), mp_context=mp.get_context("spawn")) as pool:
+            list(pool.map(read_group, *zip(*[(n, spec.streams[n], work, k) for n, k in units])))
+    else:
+        for name, k in units:
+            read_group(name, spec.streams[name], work, k)
+    log(f"read {len(units)} file groups: {time.time() - t:.1f} s")
+
+
 def split_one(name: str, spec: DataSpec, work: Path, blocked_en: set[int], pairs_before: dict) -> dict:
     """Split one stream (here or in a worker process); its record for ``<name>.done.json``."""
     state = SplitState(blocked_en=blocked_en, pairs=dict(pairs_before))
-    stats = split_stream(name, spec.streams[name], spec, work, state)
+    stats = split_stream(name, spec.streams[name], spec, work, state,
+                         grouped_documents(name, spec.streams[name], work))
     lang = spec.streams[name].lang
     return {"stats": stats, "pairs": state.pairs[lang], "sentences": state.sentences[lang]}
 
@@ -192,23 +233,40 @@ def build_tokenizer(spec: DataSpec, run_dir: Path, split_stamp: dict) -> Path:
 
 def pack_all(spec: DataSpec, run_dir: Path, tok_dir: Path, split_stamp: dict, log) -> dict:
     """Stage 3: one shard per (stream, split); complete shards with the same inputs are kept."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tok_dir)
-    thash = tokenizer_hash(tok_dir)
-    data_dir, metas = run_dir / "data", {}
-    with Packer(tok_dir / "tokenizer.json", spec.workers, tok.eos_token_id) as packer:
+    metas = {}
+    eos_id, vocab_size, thash = tokenizer_facts(tok_dir)
+    with Packer(tok_dir / "tokenizer.json", spec.workers, eos_id) as packer:
         for stream in spec.output_streams():
-            (data_dir / stream).mkdir(parents=True, exist_ok=True)
             for split in ("train", "eval"):
                 t = time.time()
-                metas[f"{stream}/{split}"] = packer.pack(
-                    data_dir / "text" / f"{stream}.{split}.jsonl", data_dir / stream / f"{split}.bin",
-                    seq_len=spec.seq_len, vocab_size=len(tok), tokenizer_hash=thash,
-                    input_hash=f"{split_stamp['fingerprint']}/{stream}/{split}")
+                metas[f"{stream}/{split}"] = pack_shard(packer, spec, run_dir, split_stamp, stream, split,
+                                                        vocab_size, thash)
                 log(f"pack {stream}/{split}: {metas[f'{stream}/{split}']['tokens']:,} tokens, {time.time() - t:.1f} s")
                 kill_point(f"pack:{stream}/{split}")
     return metas
+
+
+def tokenizer_facts(tok_dir: Path) -> tuple[int, int, str]:
+    """(EOS id, vocabulary size, hash) of the tokenizer in `tok_dir`: what every shard is packed with."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    return tok.eos_token_id, len(tok), tokenizer_hash(tok_dir)
+
+
+def shard_input(split_stamp: dict, stream: str, split: str) -> str:
+    """What a shard is packed from (with the tokenizer): its meta's `input_hash`."""
+    return f"{split_stamp['fingerprint']}/{stream}/{split}"
+
+
+def pack_shard(packer: Packer, spec: DataSpec, run_dir: Path, split_stamp: dict, stream: str, split: str,
+               vocab_size: int, thash: str) -> dict:
+    """The shard of (stream, split), packed unless complete with the same inputs; its meta."""
+    data_dir = run_dir / "data"
+    (data_dir / stream).mkdir(parents=True, exist_ok=True)
+    return packer.pack(data_dir / "text" / f"{stream}.{split}.jsonl", data_dir / stream / f"{split}.bin",
+                       seq_len=spec.seq_len, vocab_size=vocab_size, tokenizer_hash=thash,
+                       input_hash=shard_input(split_stamp, stream, split))
 
 
 def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None,

@@ -116,6 +116,24 @@ class StreamSpec(Strict):
     # Bound dedup's memory to this many MB (a Bloom filter; rare false positives drop a distinct
     # paragraph). Default: exact, a 64-bit key per distinct training paragraph in memory.
     dedup_mb: int | None = Field(None, ge=1, exclude_if=lambda v: v is None)
+    # Read a stream whose one source is a `files` group of many files as this many groups of
+    # consecutive files, each by its own process (or Slurm array task): the split then reads them in
+    # file order, so the bytes are those of one reader (growmerge.data.groups).
+    file_groups: int | None = Field(None, ge=2, exclude_if=lambda v: v is None)
+
+    @model_validator(mode="after")
+    def _file_groups_need_files(self):
+        if self.file_groups is None:
+            return self
+        if len(self.sources) != 1 or self.sources[0].kind not in ("files", "hf_dataset"):
+            raise ValueError("file_groups needs exactly one source, of kind `files` or `hf_dataset`")
+        source = self.sources[0]
+        if source.kind == "hf_dataset" and not (isinstance(source.data_files, (str, list)) and source.id_field
+                                                 and source.max_docs is None):
+            # Row numbers (the default ids) and a cap on rows are not known to a group read alone.
+            raise ValueError("file_groups on an hf_dataset needs data_files (a list or a glob), id_field "
+                             "and no max_docs")
+        return self
 
     @model_validator(mode="after")
     def _split_sums_to_one(self):
@@ -207,8 +225,10 @@ class DataSpec(Strict):
         return [n for n, lang in self.output_streams().items() if lang == ENGLISH]
 
     def fingerprint(self, *fields: str) -> str:
-        """Hash of the given fields (all if none): what a cached stage depends on."""
-        dump = self.model_dump(mode="json", include=set(fields) or None)
+        """Hash of the given fields (all if none): what a cached stage depends on. How a stream is
+        read (`file_groups`) is left out: it does not change a byte."""
+        dump = self.model_dump(mode="json", include=set(fields) or None,
+                               exclude={"streams": {"__all__": {"file_groups"}}})
         return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
 
 

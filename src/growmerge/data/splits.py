@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from growmerge.data.sources import documents
 from growmerge.data.spec import DataSpec, StreamSpec
@@ -76,18 +76,28 @@ class BoundedSeen:
 def clean_text(doc: dict, lang: str, blocked: set[int], seen: set[int]) -> str:
     """The document without blocked or already-seen paragraphs ('' if nothing is left)."""
     if lang == CODE:
-        key = text_key(doc["text"])
+        key = doc["key"] if "key" in doc else text_key(doc["text"])
         if key in seen:
             return ""
         seen.add(key)
         return doc["text"]
+    return "\n\n".join(par for par, _ in clean_pars(doc, blocked, seen))
+
+
+def clean_pars(doc: dict, blocked: set[int], seen: set[int]) -> list[tuple[str, int]]:
+    """(paragraph, key) of a prose document's paragraphs neither blocked nor already seen."""
     keep = []
-    for par in paragraphs(doc["text"]):
-        key = text_key(par)
+    for par, key in doc["pars"] if "pars" in doc else paragraph_keys(doc["text"]):
         if key not in blocked and key not in seen:
             seen.add(key)
-            keep.append(par.strip())
-    return "\n\n".join(keep)
+            keep.append((par, key))
+    return keep
+
+
+def paragraph_keys(text: str) -> list[tuple[str, int]]:
+    """(stripped paragraph, its key) for each paragraph: the costly part of cleaning a document,
+    done ahead by the readers of file groups (``data.groups``)."""
+    return [(par.strip(), text_key(par)) for par in paragraphs(text)]
 
 
 class Writers:
@@ -108,13 +118,15 @@ class Writers:
             f.close()
 
 
-def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, state: SplitState) -> dict:
+def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, state: SplitState,
+                 docs: Iterable[dict] | None = None) -> dict:
     """Write `<part>.{train,eval}.jsonl` for one stream; return {part: {split: {documents, characters}}}.
 
     The sources are read once: evaluation documents are written as they come, training documents go
     to a local candidates file (deduplicated within training, blocked from English evaluation pairs
     of the streams before). Only when the whole stream is read is every evaluated paragraph known; a
-    second pass over the local candidates then drops those and applies the character cap."""
+    second pass over the local candidates then drops those and applies the character cap.
+    `docs`: the stream's documents as read ahead (file groups), instead of reading its sources."""
     lang = stream.lang
     frac = stream.eval_fraction or spec.eval_fraction
     parts = stream.split or {name: 1.0}
@@ -141,11 +153,15 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
     pairs, sents = [], []
     candidates = out_dir / f"{name}.candidates.jsonl"
     with open(candidates, "w", encoding="utf-8") as cand:
-        for doc in interleave(stream, lang):
+        for doc in interleave(stream, lang) if docs is None else docs:
             if not is_eval(doc):
-                text = clean_text(doc, lang, blocked, train_seen)
+                if lang == CODE:
+                    text, keys = clean_text(doc, lang, blocked, train_seen), None
+                else:  # the keys go along, so the second pass does not hash every paragraph again
+                    pars = clean_pars(doc, blocked, train_seen)
+                    text, keys = "\n\n".join(par for par, _ in pars), [key for _, key in pars]
                 if text:
-                    cand.write(json.dumps({"id": doc["id"], "group": doc["group"], "text": text},
+                    cand.write(json.dumps({"id": doc["id"], "group": doc["group"], "text": text, "keys": keys},
                                           ensure_ascii=False) + "\n")
                 continue
             part = part_of(doc["group"])
@@ -169,7 +185,7 @@ def split_stream(name: str, stream: StreamSpec, spec: DataSpec, out_dir: Path, s
     for doc in read_candidates(candidates):
         if stream.max_chars is not None and train_chars >= stream.max_chars:
             break
-        text = doc["text"] if lang == CODE else unblocked(doc["text"], eval_seen)  # never train on evaluated text
+        text = doc["text"] if lang == CODE else unblocked_keys(doc["text"], doc["keys"], eval_seen)  # never train on evaluated text
         if text:
             writers.write(part_of(doc["group"]), doc, text)
             train_chars += len(text)
@@ -193,9 +209,13 @@ def read_candidates(path: Path) -> Iterator[dict]:
             yield json.loads(line)
 
 
-def unblocked(text: str, blocked: set[int]) -> str:
-    """`text` (paragraphs already cleaned) without the paragraphs in `blocked`."""
-    return "\n\n".join(p for p in paragraphs(text) if text_key(p) not in blocked)
+def unblocked_keys(text: str, keys: list[int], blocked: set[int]) -> str:
+    """`text` (a candidate: cleaned paragraphs with their `keys`) without the paragraphs in `blocked`.
+    Its paragraphs were joined with a blank line and none contains one, so splitting at blank lines
+    gives them back, and no paragraph is hashed twice."""
+    pars = text.split("\n\n")
+    assert len(pars) == len(keys), "a candidate's paragraphs and keys differ"
+    return "\n\n".join(p for p, k in zip(pars, keys) if k not in blocked)
 
 
 def dedup_pairs(pairs: list[dict]) -> list[dict]:

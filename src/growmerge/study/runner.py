@@ -224,14 +224,29 @@ def stage_command(root: Path, stage: Stage) -> list[str]:
     return [sys.executable, "-m", "growmerge.cli", "study", "stage", str(root), str(path)]
 
 
-def submit_study(cfg: StudyConfig, echo: Callable[[str], None] = print) -> dict[str, str]:
-    """Submit every stage that is not done (and not already queued or running); returns stage → job."""
+def stage_units(root: Path, stage: Stage) -> list[list[tuple[str, list[str]]]]:
+    """A stage's units still to run, in waves of job arrays before its own job: a data stage's file
+    groups, stream splits, tokenizer and shards (growmerge.data.units); other kinds have none."""
+    if stage.kind != "data":
+        return []
+    from growmerge.data.units import pending_units
+
+    argv = [sys.executable, "-m", "growmerge.cli", "data", "unit", stage_command(root, stage)[-1], "--run-dir", str(root)]
+    return [[(key, argv + [key]) for key in wave] for wave in pending_units(stage.data, root)]
+
+
+def submit_study(cfg: StudyConfig, echo: Callable[[str], None] = print, only: list[str] | None = None
+                 ) -> dict[str, str]:
+    """Submit every stage that is not done (and not already queued or running); returns stage → job.
+    `only`: just these stages (their parents must be among them)."""
     from growmerge.cluster.slurm import submit_study as submit
 
-    stages, _ = open_run(cfg, echo=lambda m: None)
+    stages, _ = open_run(cfg, only, echo=lambda m: None)
+    if only:
+        stages = [s for s in stages if s.id in only]
     root = cfg.root.resolve()
     return submit(stages, lambda s: is_done(root, s), lambda s: stage_command(root, s), cfg.cluster,
-                  root / SLURM_DIR, say=echo)
+                  root / SLURM_DIR, say=echo, units=(lambda s: stage_units(root, s)) if cfg.cluster.data_units else None)
 
 
 def load_plan(run_dir: Path) -> list[Stage]:

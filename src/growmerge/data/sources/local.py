@@ -40,22 +40,27 @@ def read_rows(path: Path) -> Iterator[dict]:
             yield from batch.to_pylist()
 
 
-def files(spec, lang: str) -> Iterator[dict]:
+def expand_files(spec) -> Iterator[Path]:
+    """The files of a `files` source in the order they are read (a directory: its files, sorted)."""
     for base in spec.paths:
         base = Path(base).expanduser()
         if not base.exists():
             raise GrowmergeError(f"files source: {base} does not exist")
         if base.is_file() and base.suffix not in (".txt", ".jsonl", ".parquet"):
             raise GrowmergeError(f"files source: {base} is not .txt, .jsonl or .parquet")
-        paths = sorted(p for p in base.rglob("*") if p.suffix in (".txt", ".jsonl", ".parquet")) \
+        yield from sorted(p for p in base.rglob("*") if p.suffix in (".txt", ".jsonl", ".parquet")) \
             if base.is_dir() else [base]
-        for path in paths:
-            if path.suffix == ".txt":  # the file is the document and its group
-                text = path.read_text(encoding="utf-8", errors="replace")
-                if text.strip():
-                    yield {"id": str(path), "group": str(path), "lang": lang, "text": text, "source": str(path)}
-            else:
-                yield from records_to_docs(read_rows(path), spec, lang, str(path))
+
+
+def files(spec, lang: str, paths: Iterable[Path] | None = None) -> Iterator[dict]:
+    """The documents of a `files` source (`paths`: only these of its files, e.g. a file group)."""
+    for path in expand_files(spec) if paths is None else paths:
+        if path.suffix == ".txt":  # the file is the document and its group
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if text.strip():
+                yield {"id": str(path), "group": str(path), "lang": lang, "text": text, "source": str(path)}
+        else:
+            yield from records_to_docs(read_rows(path), spec, lang, str(path))
 
 
 def load_rows(spec) -> Iterator[dict]:
