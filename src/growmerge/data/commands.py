@@ -38,16 +38,23 @@ def unit(stage_file: Path = typer.Argument(..., help="the data stage as JSON (jo
          key: str = typer.Argument(..., help="read:<stream>:<k>, split:<stream>, tokenizer or pack:<packed stream>"),
          run_dir: Path = typer.Option(..., "--run-dir", help="the run directory")):
     """Run one unit of a data stage (one Slurm array task of `study run --executor slurm`)."""
+    from pydantic import ValidationError
+
+    from growmerge.artifacts import read_json
+    from growmerge.config import validation_message
+    from growmerge.data.spec import DataSpec
     from growmerge.data.units import run_unit
     from growmerge.errors import GrowmergeError
-    from growmerge.study.stages import stage_from_json
 
-    if not stage_file.is_file():
-        raise GrowmergeError(f"{stage_file}: no such stage file")
-    stage = stage_from_json(stage_file.read_bytes())
-    if stage.kind != "data":
-        raise GrowmergeError(f"{stage_file}: stage {stage.id!r} is a {stage.kind} stage, not a data stage")
-    run_unit(stage.data, run_dir, key, log=lambda msg: typer.echo(msg, err=True))
+    # Only the stage's `data` section is read here (the data package does not import the study).
+    stage = read_json(stage_file, dict)
+    if stage.get("kind") != "data":
+        raise GrowmergeError(f"{stage_file}: stage {stage.get('id')!r} is a {stage.get('kind')} stage, not a data stage")
+    try:
+        spec = DataSpec.model_validate(stage.get("data"))
+    except ValidationError as exc:
+        raise GrowmergeError(validation_message(exc, str(stage_file))) from None
+    run_unit(spec, run_dir, key, log=lambda msg: typer.echo(msg, err=True))
 
 
 @data_app.command("card")
