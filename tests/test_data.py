@@ -128,7 +128,8 @@ def pack(tok_dir, text_file, out, workers=1, **kw):
 
 
 def test_packing_round_trip_with_two_processes(tmp_path, tok_dir, monkeypatch):
-    monkeypatch.setattr(packing, "BATCH_DOCS", 7)  # several batches in flight across 2 workers
+    monkeypatch.setattr(packing, "BATCH_DOCS", 7)  # several batches per piece
+    monkeypatch.setattr(packing, "PIECE_BYTES", 500)  # several pieces in flight across 2 workers
     meta, tok = pack(tok_dir, write_docs(tmp_path / "d.jsonl", TEXTS), tmp_path / "s.bin", workers=2)
     arr, meta2 = open_shard(tmp_path / "s.bin")
     assert meta == meta2 and meta["dtype"] == "uint16" and arr.shape == (meta["sequences"], 16)
@@ -143,29 +144,45 @@ def test_packing_round_trip_with_two_processes(tmp_path, tok_dir, monkeypatch):
         else:
             cur.append(i)
     assert docs == TEXTS  # every document, in order, each followed by EOS; padding is EOS only
+    # The same bytes from one process with one piece: pieces only split the work.
+    monkeypatch.setattr(packing, "PIECE_BYTES", 1 << 30)
+    pack(tok_dir, tmp_path / "d.jsonl", tmp_path / "one.bin")
+    assert (tmp_path / "one.bin").read_bytes() == (tmp_path / "s.bin").read_bytes()
+
+
+def test_piece_bounds_start_at_lines_and_cover_the_file(tmp_path):
+    f = write_docs(tmp_path / "d.jsonl", TEXTS)
+    data = f.read_bytes()
+    bounds = packing.piece_bounds(f, 300)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(data) and len(bounds) > 5
+    assert all(a == b for (_, a), (b, _) in zip(bounds, bounds[1:]))  # contiguous
+    assert all(data[a - 1:a] == b"\n" for a, _ in bounds[1:])  # every piece starts a line
 
 
 def test_packing_resumes_after_interruption_and_never_exposes_partial(tmp_path, tok_dir, monkeypatch):
     monkeypatch.setattr(packing, "BATCH_DOCS", 5)
-    monkeypatch.setattr(packing, "CHECKPOINT_EVERY", 1)
+    monkeypatch.setattr(packing, "PIECE_BYTES", 400)
     src = write_docs(tmp_path / "d.jsonl", TEXTS)
     ref, _ = pack(tok_dir, src, tmp_path / "ref.bin")
     with pytest.raises(KeyboardInterrupt):
         pack(tok_dir, src, tmp_path / "s.bin", stop_after=3)
     with pytest.raises(GrowmergeError, match="not found|incomplete"):
         read_shard_meta(tmp_path / "s.bin")
-    skipped = []
-    real = packing.read_lines
-    monkeypatch.setattr(packing, "read_lines", lambda f, skip=0: skipped.append(skip) or real(f, skip))
+    done = sorted(p.name for p in (tmp_path / "s.pieces").glob("0*.json"))
+    assert len(done) == 3
+    tokenized = []
+    real = packing.tokenize_piece
+    monkeypatch.setattr(packing, "tokenize_piece", lambda p: tokenized.append(Path(p.out).name) or real(p))
     meta, _ = pack(tok_dir, src, tmp_path / "s.bin")
-    assert skipped == [15]  # resumed after the 3 batches of 5 documents that were written
+    n = len(packing.piece_bounds(src, 400))
+    assert len(tokenized) == n - 3 and not {t.replace(".tok", ".json") for t in tokenized} & set(done)
     assert meta == ref
     assert (tmp_path / "s.bin").read_bytes() == (tmp_path / "ref.bin").read_bytes()
-    assert not list(tmp_path.glob("s.*progress*")) and not list(tmp_path.glob("*.partial"))
+    assert not (tmp_path / "s.pieces").exists() and not list(tmp_path.glob("*.partial"))
     # A complete shard with the same inputs is not rebuilt.
-    skipped.clear()
+    tokenized.clear()
     pack(tok_dir, src, tmp_path / "s.bin")
-    assert skipped == []
+    assert tokenized == []
 
 
 def test_no_apt_lists_without_root_names_the_command(tmp_path, monkeypatch):

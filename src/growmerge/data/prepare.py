@@ -25,7 +25,7 @@ from growmerge.artifacts import atomic_dir, write_json_atomic
 from growmerge.data.card import render_card
 from growmerge.data.groups import drop_groups, grouped_documents, missing_groups, read_group
 from growmerge.data.mixture import mixture_table
-from growmerge.data.packing import Packer
+from growmerge.data.packing import Packer, Shard
 from growmerge.data.probe import probe_sources
 from growmerge.data.sources import EXTRACTOR_VERSION
 from growmerge.data.spec import DataSpec
@@ -232,18 +232,20 @@ def build_tokenizer(spec: DataSpec, run_dir: Path, split_stamp: dict) -> Path:
 
 
 def pack_all(spec: DataSpec, run_dir: Path, tok_dir: Path, split_stamp: dict, log) -> dict:
-    """Stage 3: one shard per (stream, split); complete shards with the same inputs are kept."""
-    metas = {}
+    """Stage 3: one shard per (stream, split), all packed by one pool (data/packing.py); complete
+    shards with the same inputs are kept."""
     eos_id, vocab_size, thash = tokenizer_facts(tok_dir)
+    shards = {f"{stream}/{split}": shard_of(spec, run_dir, split_stamp, stream, split, vocab_size, thash)
+              for stream in spec.output_streams() for split in ("train", "eval")}
+    names = {shard: name for name, shard in shards.items()}
+    t = time.time()
+
+    def done(shard, meta) -> None:
+        log(f"pack {names[shard]}: {meta['tokens']:,} tokens, {time.time() - t:.1f} s")
+        kill_point(f"pack:{names[shard]}")
+
     with Packer(tok_dir / "tokenizer.json", spec.workers, eos_id) as packer:
-        for stream in spec.output_streams():
-            for split in ("train", "eval"):
-                t = time.time()
-                metas[f"{stream}/{split}"] = pack_shard(packer, spec, run_dir, split_stamp, stream, split,
-                                                        vocab_size, thash)
-                log(f"pack {stream}/{split}: {metas[f'{stream}/{split}']['tokens']:,} tokens, {time.time() - t:.1f} s")
-                kill_point(f"pack:{stream}/{split}")
-    return metas
+        return dict(zip(shards, packer.pack_all(list(shards.values()), on_done=done)))
 
 
 def tokenizer_facts(tok_dir: Path) -> tuple[int, int, str]:
@@ -259,14 +261,14 @@ def shard_input(split_stamp: dict, stream: str, split: str) -> str:
     return f"{split_stamp['fingerprint']}/{stream}/{split}"
 
 
-def pack_shard(packer: Packer, spec: DataSpec, run_dir: Path, split_stamp: dict, stream: str, split: str,
-               vocab_size: int, thash: str) -> dict:
-    """The shard of (stream, split), packed unless complete with the same inputs; its meta."""
+def shard_of(spec: DataSpec, run_dir: Path, split_stamp: dict, stream: str, split: str, vocab_size: int,
+             thash: str) -> Shard:
+    """The shard of (stream, split): where its text is, where it goes, what it is made of."""
     data_dir = run_dir / "data"
     (data_dir / stream).mkdir(parents=True, exist_ok=True)
-    return packer.pack(data_dir / "text" / f"{stream}.{split}.jsonl", data_dir / stream / f"{split}.bin",
-                       seq_len=spec.seq_len, vocab_size=vocab_size, tokenizer_hash=thash,
-                       input_hash=shard_input(split_stamp, stream, split))
+    return Shard(data_dir / "text" / f"{stream}.{split}.jsonl", data_dir / stream / f"{split}.bin",
+                 seq_len=spec.seq_len, vocab_size=vocab_size, tokenizer_hash=thash,
+                 input_hash=shard_input(split_stamp, stream, split))
 
 
 def prepare_data(spec: DataSpec, run_dir: Path, log=lambda msg: None,

@@ -18,7 +18,7 @@ from growmerge.artifacts import write_json_atomic
 from growmerge.data.groups import drop_groups, file_groups, missing_groups, read_group
 from growmerge.data.packing import Packer
 from growmerge.data.prepare import (build_splits, build_tokenizer, english_inputs, kill_point, open_split_work,
-                                    pack_shard, read_stamp, shard_input, split_fingerprint, split_one,
+                                    read_stamp, shard_of, shard_input, split_fingerprint, split_one,
                                     tokenizer_facts)
 from growmerge.data.shards import meta_path
 from growmerge.data.spec import DataSpec
@@ -96,10 +96,10 @@ def pack_unit(spec: DataSpec, run_dir: Path, stream: str, log) -> None:
         raise GrowmergeError(f"unit pack:{stream}: the text and tokenizer are not ready (unit tokenizer)")
     kill_point(f"unit:pack:{stream}")
     eos_id, vocab_size, thash = tokenizer_facts(tok_dir)
+    shards = [shard_of(spec, run_dir, read_stamp(text), stream, split, vocab_size, thash) for split in SPLITS]
     with Packer(tok_dir / "tokenizer.json", spec.workers, eos_id) as packer:
-        for split in SPLITS:
-            meta = pack_shard(packer, spec, run_dir, read_stamp(text), stream, split, vocab_size, thash)
-            log(f"pack {stream}/{split}: {meta['tokens']:,} tokens")
+        packer.pack_all(shards, on_done=lambda shard, meta: log(f"pack {stream}/{shard.bin_path.stem}: "
+                                                                 f"{meta['tokens']:,} tokens"))
 
 
 def split_unit(spec: DataSpec, run_dir: Path, name: str, group: int | None, log) -> None:
