@@ -170,16 +170,14 @@ def eos_of(tokenizer_json: Path) -> tuple[str, int, int]:
 # The contenders (each in a fresh child process: `bench/data.py --child ...`)
 # ---------------------------------------------------------------------------------------------
 def run_growmerge(files: list[Path], tokenizer: Path, workers: int, out: Path) -> int:
-    from growmerge.data.packing import Packer
+    from growmerge.data.packing import Packer, Shard
 
     _, eos, vocab = eos_of(tokenizer)
-    tokens = 0
+    # as the data stage does: every file's pieces share one pool
+    shards = [Shard(f, out / f"{f.stem}.bin", seq_len=2048, vocab_size=vocab, tokenizer_hash="bench",
+                    input_hash=f"bench-{workers}") for f in files]
     with Packer(tokenizer, workers, eos) as packer:
-        for f in files:
-            meta = packer.pack(f, out / f"{f.stem}.bin", seq_len=2048, vocab_size=vocab, tokenizer_hash="bench",
-                               input_hash=f"bench-{workers}")
-            tokens += meta["tokens"]
-    return tokens
+        return sum(meta["tokens"] for meta in packer.pack_all(shards))
 
 
 def run_datatrove(files: list[Path], tokenizer: Path, workers: int, out: Path) -> int:
@@ -271,12 +269,14 @@ def kill_check(corpus: Path, out: Path, seed: int = 0) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     kept = {p: p.stat().st_mtime_ns for p in run.glob("data/*/*.bin")}
+    pieces = len(list(run.glob("data/*/*.pieces/*.json")))  # tokenized pieces of unfinished shards, kept too
     subprocess.run([*cmd, str(run)], check=True, capture_output=True)
     same = all((run / p.relative_to(ref)).read_bytes() == p.read_bytes()
                for p in ref.rglob("*") if p.is_file() and p.suffix in (".bin", ".jsonl", ".txt", ".json"))
     redone = [p for p, m in kept.items() if p.stat().st_mtime_ns != m]
     print(f"kill check: uninterrupted {full:.1f} s; SIGKILL at {at:.1f} s; {len(kept)} shards finished before "
-          f"the kill, {len(redone)} of them redone; resumed output identical: {same}")
+          f"the kill, {len(redone)} of them redone ({pieces} finished pieces of the others kept); "
+          f"resumed output identical: {same}")
 
 
 def groups_check(files: list[Path], out: Path) -> None:

@@ -190,6 +190,21 @@ def test_micro_study_runs_stages_side_by_side(tmp_path):
         assert len(res.merges()) == 3 and res.query("SELECT COUNT(*) AS n FROM scores")[0]["n"] > 50
 
 
+def test_side_by_side_stages_start_critical_path_first_then_heavy_scorers():
+    """Among ready stages: trainings before evaluations, and the long scorers (merges, the matched
+    runs, the off-the-shelf reference) before single-model evaluations, which plan order puts first."""
+    stages = build_plan(load_study(ROOT / "configs" / "demo.yaml"))
+    order = [s.id for s in sorted(stages, key=runner.start_order(stages, stages))]
+    pos = order.index
+    assert pos("data") < pos("seed") < pos("1x_sv") < pos("merge_1x") < pos("eval_1x_sv")
+    heavy = ["eval_merge_1x", "eval_merge_2x", "eval_matched", "eval_smollm2"]
+    light = [s.id for s in stages if s.kind == "eval" and s.id != "eval_smollm2"]
+    assert max(map(pos, heavy)) < min(map(pos, light))
+    plan = [s.id for s in stages]
+    assert max(map(plan.index, heavy)) > min(map(plan.index, light))  # the plan order it corrects
+    assert order[-1] == "report"
+
+
 def test_training_stage_under_torchrun(tmp_path):
     """nproc > 1: a training stage runs as `torchrun -m growmerge.cli train JOB` (gloo on CPU)."""
     from growmerge.artifacts import read_meta
