@@ -188,6 +188,7 @@ def test_micro_study_runs_stages_side_by_side(tmp_path):
         assert all(finished[d] <= finished[s.id] for d in s.deps), s.id
     with Results(cfg.root / "results.sqlite") as res:
         assert len(res.merges()) == 3 and res.query("SELECT COUNT(*) AS n FROM scores")[0]["n"] > 50
+    assert not (cfg.root / runner.SHARES).exists()  # the share files go with the run
 
 
 def test_side_by_side_stages_start_critical_path_first_then_heavy_scorers():
@@ -203,6 +204,33 @@ def test_side_by_side_stages_start_critical_path_first_then_heavy_scorers():
     plan = [s.id for s in stages]
     assert max(map(plan.index, heavy)) > min(map(plan.index, light))  # the plan order it corrects
     assert order[-1] == "report"
+
+
+def test_a_scoring_stage_left_alone_takes_the_freed_core(tmp_path):
+    """The runner rewrites the share files as stages come and go; a worker's torch follows its file
+    between forward passes (in a child process: the hook is global to the process)."""
+    cfg = StudyConfig.model_validate({**micro_config(tmp_path / "run"), "jobs": 2})
+    a, b = (s for s in build_plan(cfg) if s.id in ("eval_base_1x", "eval_1x_is"))
+    assert runner.share_cores(cfg, [a, b], cores=2) == 1
+    share = cfg.root / runner.SHARES / a.id
+    assert share.read_text() == "1"
+    script = f"""
+import time, torch
+from pathlib import Path
+from growmerge.study.runner import follow_share
+torch.set_num_threads(1)
+follow_share(Path({str(share)!r}), every_s=0.0)
+lin = torch.nn.Linear(4, 4)
+lin(torch.ones(1, 4)); print(torch.get_num_threads())
+Path({str(share)!r}).write_text("2")
+lin(torch.ones(1, 4)); print(torch.get_num_threads())
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "2"]
+    assert runner.share_cores(cfg, [a], cores=2) == 2 and share.read_text() == "2"
+    pinned = StudyConfig.model_validate({**micro_config(tmp_path / "run2"), "jobs": 2, "threads": 1})
+    assert runner.share_cores(pinned, [a], cores=2) == 1 and not (pinned.root / runner.SHARES).exists()
 
 
 def test_training_stage_under_torchrun(tmp_path):

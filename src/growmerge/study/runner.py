@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from growmerge.errors import GrowmergeError
 from growmerge.ledger import Results
 from growmerge.study.plan import build_plan
 from growmerge.study.spec import StudyConfig
-from growmerge.study.stages import Context, NotLeader, Stage, stage_from_json
+from growmerge.study.stages import Context, NotLeader, Stage, TrainStage, stage_from_json
 
 
 STUDY_FILE = "study.json"  # the validated study config of a run, as the stages' executors read it
@@ -95,6 +96,10 @@ def _worker(cfg_json: str, stage_json: str, head: str, threads: int, t_study: fl
     torch.set_num_threads(threads)
     cfg = StudyConfig.model_validate_json(cfg_json)
     stage = stage_from_json(stage_json)
+    # Only stages that do not train change threads midway: a gradient's float sums depend on the
+    # thread count (1e-9, measured), a forward pass's did not, and the demo must repeat bit for bit.
+    if not cfg.threads and not isinstance(stage, TrainStage):
+        follow_share(cfg.root / SHARES / stage.id)
 
     def echo(msg: str) -> None:
         print(msg, flush=True)
@@ -194,16 +199,19 @@ def run_parallel(cfg: StudyConfig, todo: list[Stage], heads: dict[str, str], job
         while (pending and failure is None) or running:
             busy = {s.id for s in pending} | {s.id for s in running.values()}
             ready = [s for s in pending if not any(d in busy for d in s.deps)] if failure is None else []
+            starting: list[Stage] = []
             for stage in ready:
-                if len(running) >= jobs or any(exclusive(r) for r in running.values()):
+                if len(running) + len(starting) >= jobs or any(map(exclusive, [*running.values(), *starting])):
                     break
-                if exclusive(stage) and running:
+                if exclusive(stage) and (running or starting):
                     continue
                 pending.remove(stage)
-                # A stage that runs alone gets every core; side by side, one thread each (2 threads
-                # per process on a shared 2-core machine collapse several-fold).
-                alone = len(running) == 0 and (len(ready) == 1 or exclusive(stage))
-                threads = cfg.threads or (cores if alone else max(1, cores // jobs))
+                starting.append(stage)
+            # The cores are shared evenly by the stages running now: 2 threads per process on a
+            # shared 2-core machine collapse several-fold, and a scoring stage left alone takes the
+            # cores its finished neighbour freed (its worker follows its share file).
+            threads = share_cores(cfg, [*running.values(), *starting], cores)
+            for stage in starting:
                 fut = pool.submit(_worker, cfg_json, stage.to_json(), heads[stage.id], threads, t_study)
                 running[fut] = stage
             if not running:
@@ -213,8 +221,45 @@ def run_parallel(cfg: StudyConfig, todo: list[Stage], heads: dict[str, str], job
                 running.pop(fut)
                 if fut.exception() is not None and failure is None:
                     failure = fut.exception()
+    shutil.rmtree(cfg.root / SHARES, ignore_errors=True)
     if failure is not None:
         raise failure
+
+
+SHARES = "cores"  # <run>/cores/<stage id>: the threads a running stage may use (local parallel runs)
+
+
+def share_cores(cfg: StudyConfig, running: list[Stage], cores: int) -> int:
+    """Write each running stage's share of the cores to its share file; return the share."""
+    threads = cfg.threads or max(1, cores // max(1, len(running)))
+    if not cfg.threads:
+        (cfg.root / SHARES).mkdir(parents=True, exist_ok=True)
+        for stage in running:
+            write_text_atomic(cfg.root / SHARES / stage.id, str(threads))
+    return threads
+
+
+def follow_share(path: Path, every_s: float = 1.0) -> None:
+    """Make this process's torch use the thread count in `path`, read at most every `every_s` seconds
+    before a module's forward (set_num_threads must run on the thread that computes: this one).
+    """
+    import torch
+
+    last = [0.0]
+
+    def check(module, args) -> None:
+        now = time.monotonic()
+        if now - last[0] < every_s:
+            return
+        last[0] = now
+        try:
+            threads = int(path.read_text())
+        except (OSError, ValueError):
+            return
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+
+    torch.nn.modules.module.register_module_forward_pre_hook(check)
 
 
 def run_stage_file(run_dir: Path, stage_file: Path, echo: Callable[[str], None] = print) -> None:
