@@ -219,15 +219,18 @@ import time, torch
 from pathlib import Path
 from growmerge.study.runner import follow_share
 torch.set_num_threads(1)
-follow_share(Path({str(share)!r}), every_s=0.0)
+hook = follow_share(Path({str(share)!r}), every_s=0.0)
 lin = torch.nn.Linear(4, 4)
 lin(torch.ones(1, 4)); print(torch.get_num_threads())
 Path({str(share)!r}).write_text("2")
 lin(torch.ones(1, 4)); print(torch.get_num_threads())
+hook.remove()  # the stage is over: the next stage of this worker process is not steered by it
+Path({str(share)!r}).write_text("1")
+lin(torch.ones(1, 4)); print(torch.get_num_threads())
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["1", "2"]
+    assert proc.stdout.split() == ["1", "2", "2"]
     assert runner.share_cores(cfg, [a], cores=2) == 2 and share.read_text() == "2"
     pinned = StudyConfig.model_validate({**micro_config(tmp_path / "run2"), "jobs": 2, "threads": 1})
     assert runner.share_cores(pinned, [a], cores=2) == 1 and not (pinned.root / runner.SHARES).exists()

@@ -98,14 +98,18 @@ def _worker(cfg_json: str, stage_json: str, head: str, threads: int, t_study: fl
     stage = stage_from_json(stage_json)
     # Only stages that do not train change threads midway: a gradient's float sums depend on the
     # thread count (1e-9, measured), a forward pass's did not, and the demo must repeat bit for bit.
-    if not cfg.threads and not isinstance(stage, TrainStage):
-        follow_share(cfg.root / SHARES / stage.id)
+    follows = not cfg.threads and not isinstance(stage, TrainStage)
+    hook = follow_share(cfg.root / SHARES / stage.id) if follows else None
 
     def echo(msg: str) -> None:
         print(msg, flush=True)
 
-    with Results(cfg.root / "results.sqlite") as results:
-        run_stage(context(cfg, results, say=echo), stage, head, echo, t_study)
+    try:
+        with Results(cfg.root / "results.sqlite") as results:
+            run_stage(context(cfg, results, say=echo), stage, head, echo, t_study)
+    finally:
+        if hook is not None:  # the pool reuses this process for the next stage
+            hook.remove()
 
 
 def open_run(cfg: StudyConfig, only: list[str] | None = None, echo: Callable[[str], None] = print
@@ -239,10 +243,10 @@ def share_cores(cfg: StudyConfig, running: list[Stage], cores: int) -> int:
     return threads
 
 
-def follow_share(path: Path, every_s: float = 1.0) -> None:
+def follow_share(path: Path, every_s: float = 1.0):
     """Make this process's torch use the thread count in `path`, read at most every `every_s` seconds
     before a module's forward (set_num_threads must run on the thread that computes: this one).
-    """
+    Returns the hook's handle."""
     import torch
 
     last = [0.0]
@@ -259,7 +263,7 @@ def follow_share(path: Path, every_s: float = 1.0) -> None:
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
 
-    torch.nn.modules.module.register_module_forward_pre_hook(check)
+    return torch.nn.modules.module.register_module_forward_pre_hook(check)
 
 
 def run_stage_file(run_dir: Path, stage_file: Path, echo: Callable[[str], None] = print) -> None:
